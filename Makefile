@@ -1,0 +1,63 @@
+# Every target a contributor needs; `make help` lists them. The test command is `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench
+
+help: ## List every target with what it does
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,optimize]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv and install the package with its dev and optimizer extras
+
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check operator tests benchmarks e2e
+	$(BIN)/ruff format --check operator tests benchmarks e2e
+
+format: venv ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format operator tests benchmarks e2e
+	$(BIN)/ruff check --fix operator tests benchmarks e2e
+
+typecheck: venv ## mypy --strict on the package
+	$(BIN)/mypy
+
+imports: venv ## import-linter: the pure core never imports kopf or the kubernetes client
+	$(BIN)/lint-imports
+
+crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models
+	$(BIN)/python -m modeldeploy.api.crd --write
+
+check-crds: venv ## Fail when the committed CRD differs from the generator's output
+	$(BIN)/python -m modeldeploy.api.crd --check
+
+controlplane: ## Build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm
+	e2e/controlplane/build.sh
+
+unit: venv ## Unit tests: pure functions, no server, no TensorFlow
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: venv controlplane ## Integration tests against the real local control plane
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test: venv lint typecheck imports check-crds controlplane ## The whole suite, from a fresh clone (what CI runs)
+	$(BIN)/pytest tests e2e $(PYTEST_ARGS)
+
+render-examples: venv ## Render every example's children (like helm template)
+	@for f in examples/*.yaml; do echo "# --- $$f"; $(BIN)/modeldeploy render -f $$f || exit 1; done
+
+cluster-up: venv controlplane ## Start a local control plane and print the KUBECONFIG line
+	$(BIN)/modeldeploy dev-cluster up
+
+cluster-down: venv ## Stop the local control plane started by cluster-up
+	$(BIN)/modeldeploy dev-cluster down
+
+bench: venv controlplane ## Run every benchmark script (prints tables)
+	@for f in benchmarks/*.py; do echo "# --- $$f"; $(PY) $$f || exit 1; done

@@ -1,0 +1,333 @@
+"""Generates the ModelDeployment CustomResourceDefinition from the pydantic models.
+
+The models are the single source of truth; this module turns their JSON schema into a
+*structural* OpenAPI v3 schema the API server accepts (refs inlined, no titles or nulls, defaults
+kept, free-form objects marked x-kubernetes-preserve-unknown-fields, CEL rules attached), and adds
+the printer columns and the status and scale subresources.
+
+`python -m modeldeploy.api.crd --write` (make crds) writes crds/ and the chart's copy;
+`--check` (make check-crds, and a unit test) fails when a committed copy differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from modeldeploy.api.base import ApiModel
+from modeldeploy.api.resource import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    ModelDeployment,
+)
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.status import ModelDeploymentStatus
+
+CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CRD_PATHS = (
+    REPO_ROOT / "crds" / CRD_FILENAME,
+    REPO_ROOT / "charts" / "modeldeploy-operator" / "crds" / CRD_FILENAME,
+)
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+    {"name": "Version", "type": "integer", "jsonPath": ".spec.model.version"},
+    {"name": "Optimized", "type": "string", "jsonPath": ".status.optimizedSummary"},
+    {"name": "Size", "type": "string", "jsonPath": ".status.sizeSummary"},
+    {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
+    {"name": "Served", "type": "integer", "jsonPath": ".status.servedVersion", "priority": 1},
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "priority": 1,
+    },
+    {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
+]
+
+_DROP_KEYS = {"title", "additionalProperties", "$defs", "discriminator"}
+
+
+class _Converter:
+    """Inline one pydantic JSON schema into a structural schema."""
+
+    def __init__(self, root: dict[str, Any], models: dict[str, type[BaseModel]]) -> None:
+        self.defs: dict[str, Any] = root.get("$defs", {})
+        self.models = models
+
+    def convert(self, node: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            target = self.models.get(name)
+            merged = {**self.defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
+            return self.convert(merged, target)
+        node = dict(node)
+        any_of = node.pop("anyOf", None)
+        if any_of is not None and not node.get("x-kubernetes-int-or-string"):
+            # Optional[X] is anyOf [X, null]: the API has no nulls, an absent field means None.
+            options = [o for o in any_of if o.get("type") != "null"]
+            if len(options) != 1:
+                raise ValueError(f"cannot express anyOf {any_of} structurally")
+            inner = self.convert(options[0])
+            node.pop("default", None) if node.get("default") is None else None
+            return {
+                **inner,
+                **{k: v for k, v in self._plain(node).items() if k not in inner or k == "description"},
+            }
+        if any_of is not None:
+            out = self._plain(node)
+            out["x-kubernetes-int-or-string"] = True
+            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+            return out
+
+        out = self._plain(node)
+        if "enum" in node and "type" not in out:
+            out["type"] = "string"
+        if node.get("const") is not None:
+            out = {
+                "type": "string",
+                "enum": [node["const"]],
+                **{k: v for k, v in out.items() if k != "const"},
+            }
+        kind = node.get("type")
+        if kind == "object" or "properties" in node:
+            out["type"] = "object"
+            props = node.get("properties")
+            if props:
+                out["properties"] = {k: self.convert(v) for k, v in props.items()}
+                if node.get("required"):
+                    out["required"] = list(node["required"])
+            else:
+                extra = node.get("additionalProperties")
+                if isinstance(extra, dict) and extra:
+                    out["additionalProperties"] = self.convert(extra)
+                else:
+                    out["x-kubernetes-preserve-unknown-fields"] = True
+            if model is not None and issubclass(model, ApiModel) and model.cel_rules:
+                out["x-kubernetes-validations"] = [
+                    {
+                        "rule": r.cel,
+                        "message": r.message,
+                        **({"fieldPath": r.field_path} if r.field_path else {}),
+                    }
+                    for r in model.cel_rules
+                ]
+        elif kind == "array":
+            out["items"] = self.convert(node.get("items", {}))
+        return out
+
+    @staticmethod
+    def _plain(node: dict[str, Any]) -> dict[str, Any]:
+        keep = {}
+        for key, value in node.items():
+            if key in _DROP_KEYS or key in {"properties", "required", "items", "anyOf", "const"}:
+                continue
+            if key == "default" and value is None:
+                continue
+            keep[key] = value
+        return keep
+
+
+def _models() -> dict[str, type[BaseModel]]:
+    """Every model reachable from the resource, by its JSON-schema name."""
+    found: dict[str, type[BaseModel]] = {}
+
+    def walk(model: type[BaseModel]) -> None:
+        if model.__name__ in found:
+            return
+        found[model.__name__] = model
+        for field in model.model_fields.values():
+            for arg in _type_args(field.annotation):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    walk(arg)
+
+    walk(ModelDeployment)
+    return found
+
+
+def _type_args(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", None)
+    if not args:
+        return [annotation]
+    out: list[Any] = []
+    for arg in args:
+        out.extend(_type_args(arg))
+    return out
+
+
+def _apply_factory_defaults(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """pydantic leaves default_factory values out of the schema; the API server needs them so that
+    nested defaults apply to an object the user did not write (spec.serving: {} -> full defaults)."""
+    props = schema.get("properties", {})
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key not in props:
+            continue
+        if field.default_factory is not None:
+            value = field.default_factory()  # type: ignore[call-arg]
+            props[key]["default"] = value.to_api() if isinstance(value, ApiModel) else value
+        for arg in _type_args(field.annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and props[key].get("type") == "object":
+                _apply_factory_defaults(props[key], arg)
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and props[key].get("type") == "array":
+                _apply_factory_defaults(props[key]["items"], arg)
+
+
+_KEY_ORDER = (
+    "type",
+    "description",
+    "format",
+    "enum",
+    "default",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "maxItems",
+    "pattern",
+    "anyOf",
+    "x-kubernetes-int-or-string",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-validations",
+)
+
+
+def _tidy(node: Any, in_properties: bool = False) -> Any:
+    """A stable key order (type and description first) so the YAML reads well and diffs stay small."""
+    if isinstance(node, list):
+        return [_tidy(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if in_properties:
+        return {k: _tidy(v) for k, v in node.items()}
+    rank = {k: i for i, k in enumerate(_KEY_ORDER)}
+    ordered = sorted(node, key=lambda k: (rank.get(k, len(rank)), k))
+    return {k: node[k] if k == "default" else _tidy(node[k], in_properties=k == "properties") for k in ordered}
+
+
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    out = _Converter(raw, _models()).convert(raw, model)
+    _apply_factory_defaults(out, model)
+    tidy: dict[str, Any] = _tidy(out)
+    return tidy
+
+
+def build_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition, as a dict."""
+    spec_schema = _schema_of(ModelDeploymentSpec)
+    status_schema = _schema_of(ModelDeploymentStatus)
+    # kopf records handler outcomes in status; keep what we do not describe instead of pruning it.
+    status_schema["x-kubernetes-preserve-unknown-fields"] = True
+    status_schema.pop("default", None)
+    root_rules = [
+        {"rule": r.cel, "message": r.message, "fieldPath": r.field_path}
+        if r.field_path
+        else {"rule": r.cel, "message": r.message}
+        for r in ModelDeployment.cel_rules
+    ]
+    schema = {
+        "type": "object",
+        "description": (ModelDeployment.__doc__ or "").strip(),
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "modeldeploy.io/v1alpha1"},
+            "kind": {"type": "string", "description": "ModelDeployment"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema,
+            "status": status_schema,
+        },
+        "x-kubernetes-validations": root_rules,
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "modeldeploy"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": ["all", "modeldeploy"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.serving.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                }
+            ],
+        },
+    }
+
+
+def render_crd() -> str:
+    header = (
+        f"# GENERATED by `make crds` from operator/modeldeploy/api (python -m modeldeploy.api.crd --write).\n"
+        f"# Do not edit: change the pydantic models instead. {API_VERSION} {KIND}.\n"
+    )
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate or check the ModelDeployment CRD.")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="write crds/ and the chart's copy")
+    mode.add_argument("--check", action="store_true", help="fail when a committed copy differs")
+    mode.add_argument("--print", action="store_true", help="print the CRD")
+    args = parser.parse_args(argv)
+    text = render_crd()
+    if args.print:
+        sys.stdout.write(text)
+        return 0
+    stale = []
+    for path in CRD_PATHS:
+        if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(REPO_ROOT)}")
+        elif not path.exists() or path.read_text() != text:
+            stale.append(str(path.relative_to(REPO_ROOT)))
+    if stale:
+        print(f"out of date with the models: {', '.join(stale)}; run `make crds`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

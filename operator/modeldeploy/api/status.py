@@ -1,0 +1,87 @@
+"""The observed state of a ModelDeployment (`status`), written only by the operator.
+
+Conditions follow the Kubernetes convention (type, status, reason, message, lastTransitionTime,
+observedGeneration) so `kubectl describe` and `kubectl wait --for=condition=Ready` work.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from modeldeploy.api.base import ApiModel
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    OPTIMIZING = "Optimizing"
+    ROLLING_OUT = "RollingOut"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+
+
+class Condition(ApiModel):
+    """One aspect of the state, with why it is so."""
+
+    type: str = Field(description="Optimized, ServingReady or Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="A PascalCase reason, e.g. QualityGateFailed.")
+    message: str = Field(default="", description="What happened, for a human.")
+    last_transition_time: str | None = Field(default=None, description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(default=None, description="The spec generation this reflects.")
+
+
+class LayerSparsity(ApiModel):
+    """Sparsity measured after pruning, per layer family."""
+
+    dense: float | None = Field(default=None, description="Fraction of zero weights in Dense kernels.")
+    conv: float | None = Field(default=None, description="Fraction of zero weights in convolution kernels.")
+
+
+class OptimizationResult(ApiModel):
+    """What the optimizer reported for the artifact being served or built."""
+
+    job_name: str | None = Field(default=None, description="The optimization Job.")
+    artifact_hash: str | None = Field(default=None, description="Hash of the model and optimization spec.")
+    artifact_format: str | None = Field(default=None, description="e.g. savedmodel, tflite-int8.")
+    artifact_sha256: str | None = Field(default=None, description="sha256 of the served model file.")
+    original_bytes: int | None = Field(default=None, description="Size of the original SavedModel.")
+    optimized_bytes: int | None = Field(default=None, description="Size of the optimized model.")
+    original_gzip_bytes: int | None = Field(default=None, description="Gzipped size of the original.")
+    optimized_gzip_bytes: int | None = Field(default=None, description="Gzipped size of the optimized model.")
+    sparsity: LayerSparsity | None = Field(default=None, description="Measured sparsity.")
+    accuracy_before: float | None = Field(default=None, description="Accuracy of the original model.")
+    accuracy_after: float | None = Field(default=None, description="Accuracy of the optimized model.")
+    latency_p50_ms: float | None = Field(default=None, description="Median latency per example (ms).")
+    latency_p95_ms: float | None = Field(default=None, description="95th percentile latency per example (ms).")
+    duration_seconds: float | None = Field(default=None, description="Wall time of the optimization.")
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Everything the operator observed."""
+
+    observed_generation: int | None = Field(default=None, description="The spec generation last reconciled.")
+    phase: Phase | None = Field(
+        default=None,
+        description="A one-word summary: Pending, Optimizing, RollingOut, Ready, Degraded, Failed.",
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Optimized, ServingReady, Ready.")
+    served_version: int | None = Field(default=None, description="The model version the serving pods load.")
+    served_artifact: str | None = Field(default=None, description="Artifact hash the serving pods load.")
+    optimization: OptimizationResult | None = Field(default=None, description="The optimizer's report.")
+    optimized_summary: str | None = Field(default=None, description="e.g. 'int8, 80% pruned' (the OPTIMIZED column).")
+    size_summary: str | None = Field(default=None, description="e.g. '0.2MB/1.3MB' (the SIZE column).")
+    replicas: int | None = Field(default=None, description="Serving pods (the scale subresource reads it).")
+    ready_replicas: int | None = Field(default=None, description="Serving pods that are ready.")
+    selector: str | None = Field(
+        default=None, description="Label selector of the serving pods (for the HPA and kubectl scale)."
+    )
+    url: str | None = Field(default=None, description="In-cluster REST URL of the model.")

@@ -1,0 +1,241 @@
+"""Builders: golden output for each example, and the properties each child must have."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modeldeploy.api import ModelDeployment, parse_model_deployment
+from modeldeploy.builders import Owner, build_hpa, build_pdb, desired_artifact, render_all
+from modeldeploy.builders.artifacts import artifact_hash
+from modeldeploy.builders.tfserving import batching_config, model_config, server_args
+
+from .conftest import EXAMPLES, load_example
+
+GOLDEN = Path(__file__).parent / "golden"
+OWNER = Owner(name="digits", uid="0b5e7a5c-0000-4000-8000-000000000001")
+
+
+def by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for child in children:
+        key = child["kind"] if child["kind"] != "ConfigMap" else f"ConfigMap/{child['metadata']['name']}"
+        out[key] = child
+    return out
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_golden_render(example: Path) -> None:
+    """The whole rendered output, reviewed once and frozen (UPDATE_GOLDEN=1 rewrites it)."""
+    rendered = yaml.safe_dump_all(render_all(parse_model_deployment(load_example(example))), sort_keys=False)
+    golden = GOLDEN / f"{example.stem}.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(rendered)
+    assert golden.exists(), "run UPDATE_GOLDEN=1 pytest tests/unit/test_builders.py and review the diff"
+    assert rendered == golden.read_text()
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_render_every_kind(example: Path) -> None:
+    kinds = [c["kind"] for c in render_all(parse_model_deployment(load_example(example)))]
+    assert kinds[0] == "Job"
+    assert {"ConfigMap", "Deployment", "Service"} <= set(kinds)
+
+
+def test_every_child_has_owner_labels_and_namespace(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(spec={"autoscaling": {"maxReplicas": 4}})
+    children = render_all(md, OWNER)
+    assert {c["kind"] for c in children} == {
+        "Job",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+    for child in children:
+        meta = child["metadata"]
+        assert meta["namespace"] == "ml"
+        assert meta["ownerReferences"] == [OWNER.reference()]
+        assert meta["ownerReferences"][0]["controller"] is True
+        assert meta["labels"]["app.kubernetes.io/instance"] == "digits"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "modeldeploy-operator"
+
+
+def test_pods_meet_the_restricted_pod_security_level(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(
+        spec={
+            "model": {"storageUri": "s3://bucket/m", "format": "savedmodel"},
+            "optimization": {"enabled": False},
+            "artifacts": {"uri": "pvc://art"},
+        }
+    )
+    for child in render_all(md) + render_all(make_md()):
+        if child["kind"] not in ("Job", "Deployment"):
+            continue
+        pod = child["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"] + pod.get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"] is True
+            writable = {m["mountPath"] for m in container["volumeMounts"] if not m["readOnly"]}
+            assert "/tmp" in writable, f"{container['name']} needs a writable /tmp"
+        assert not any("hostPath" in v for v in pod["volumes"])
+
+
+def test_tf_serving_container_follows_the_reference(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(spec={"serving": {"resources": {"limits": {"cpu": "2500m"}}, "batching": {"enabled": True}}})
+    deployment = by_kind(render_all(md))["Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["tensorflow_model_server"]
+    assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
+    args = container["args"]
+    assert "--rest_api_port=8501" in args and "--port=8500" in args
+    assert "--tensorflow_intra_op_parallelism=3" in args and "--rest_api_num_threads=12" in args
+    assert "--enable_batching=true" in args
+    assert "--batching_parameters_file=/etc/tfserving/batching.config" in args
+    assert "--monitoring_config_file=/etc/tfserving/monitoring.config" in args
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/digits/metadata"
+    assert container["startupProbe"]["httpGet"]["path"] == "/v1/models/digits/metadata"
+    assert container["livenessProbe"] == {
+        "tcpSocket": {"port": "grpc"},
+        "periodSeconds": 10,
+        "failureThreshold": 3,
+    }
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    artifact = desired_artifact(md.name, md.spec)
+    assert mounts["/models/digits/1"]["readOnly"] is True
+    assert mounts["/models/digits/1"]["subPath"] == f"modeldeploy/digits/{artifact.hash}/1"
+
+
+def test_batching_without_the_flag_is_never_configured(make_md: Callable[..., ModelDeployment]) -> None:
+    # Setting --batching_parameters_file without --enable_batching is a startup error.
+    args = server_args(make_md().spec.serving)
+    assert not any(a.startswith("--batching_parameters_file") for a in args)
+
+
+def test_config_texts(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(
+        spec={
+            "model": {"version": 7},
+            "serving": {
+                "batching": {
+                    "enabled": True,
+                    "maxBatchSize": 16,
+                    "allowedBatchSizes": [4, 8, 16],
+                    "numBatchThreads": 2,
+                }
+            },
+        }
+    )
+    text = model_config(desired_artifact(md.name, md.spec))
+    assert 'name: "digits"' in text and 'base_path: "/models/digits"' in text and "versions: 7" in text
+    batching = batching_config(md.spec.serving)
+    assert "max_batch_size { value: 16 }" in batching and "num_batch_threads { value: 2 }" in batching
+    assert batching.splitlines()[-3:] == [
+        "allowed_batch_sizes: 4",
+        "allowed_batch_sizes: 8",
+        "allowed_batch_sizes: 16",
+    ]
+
+
+def test_replicas_belong_to_the_hpa_when_autoscaling(make_md: Callable[..., ModelDeployment]) -> None:
+    auto = by_kind(render_all(make_md()))
+    assert "replicas" not in auto["Deployment"]["spec"]
+    assert auto["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == "digits"
+    fixed = by_kind(render_all(make_md(spec={"autoscaling": {"enabled": False}, "serving": {"replicas": 3}})))
+    assert fixed["Deployment"]["spec"]["replicas"] == 3 and "HorizontalPodAutoscaler" not in fixed
+    assert fixed["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+
+
+def test_pdb_only_with_more_than_one_replica(make_md: Callable[..., ModelDeployment]) -> None:
+    assert build_pdb(make_md(spec={"autoscaling": {"enabled": False}}), None) is None
+    assert build_pdb(make_md(spec={"autoscaling": {"maxReplicas": 1}}), None) is None
+    assert build_hpa(make_md(spec={"autoscaling": {"enabled": False}}), None) is None
+
+
+def test_custom_metrics_and_behavior_pass_through(make_md: Callable[..., ModelDeployment]) -> None:
+    metric = {
+        "type": "Pods",
+        "pods": {"metric": {"name": "rps"}, "target": {"type": "AverageValue", "averageValue": "10"}},
+    }
+    behavior = {"scaleDown": {"stabilizationWindowSeconds": 60}}
+    hpa = build_hpa(make_md(spec={"autoscaling": {"metrics": [metric], "behavior": behavior}}), None)
+    assert hpa is not None and hpa["spec"]["metrics"] == [metric] and hpa["spec"]["behavior"] == behavior
+
+
+def test_artifact_hash_tracks_only_what_changes_the_result(make_md: Callable[..., ModelDeployment]) -> None:
+    base = artifact_hash(make_md().spec)
+    assert artifact_hash(make_md(spec={"optimization": {"activeDeadlineSeconds": 600}}).spec) == base
+    assert artifact_hash(make_md(spec={"serving": {"replicas": 4}}).spec) == base
+    assert artifact_hash(make_md(spec={"model": {"version": 2}}).spec) != base
+    assert artifact_hash(make_md(spec={"optimization": {"quantization": "int8"}}).spec) != base
+
+
+def test_savedmodel_without_optimization_is_served_as_is(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(
+        spec={
+            "model": {"storageUri": "pvc://models/sm/digits", "format": "savedmodel"},
+            "optimization": {"enabled": False},
+        }
+    )
+    children = by_kind(render_all(md))
+    assert "Job" not in children
+    mounts = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {
+        "name": "pvc-models",
+        "mountPath": "/models/digits/1",
+        "readOnly": True,
+        "subPath": "sm/digits",
+    } in mounts
+
+
+def test_keras_without_optimization_still_converts(make_md: Callable[..., ModelDeployment]) -> None:
+    job = by_kind(render_all(make_md(spec={"optimization": {"enabled": False}})))["Job"]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--quantization=none" in args and not any(a.startswith("--dense-sparsity") for a in args)
+
+
+def test_remote_savedmodel_is_fetched_by_an_init_container(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(
+        spec={
+            "model": {
+                "storageUri": "s3://bucket/digits",
+                "format": "savedmodel",
+                "credentialsSecret": "s3-creds",
+            },
+            "optimization": {"enabled": False},
+            "artifacts": {"uri": "pvc://art"},
+        }
+    )
+    pod = by_kind(render_all(md))["Deployment"]["spec"]["template"]["spec"]
+    (fetch,) = pod["initContainers"]
+    assert fetch["args"] == ["fetch", "--source=s3://bucket/digits", "--dest=/models/digits/1"]
+    assert fetch["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+
+
+def test_job_mounts_source_read_only_and_artifacts_writable(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(
+        spec={
+            "artifacts": {"uri": "pvc://artifacts/team-a"},
+            "optimization": {"evaluation": {"datasetUri": "pvc://data/eval.npz"}},
+        }
+    )
+    pod = by_kind(render_all(md))["Job"]["spec"]["template"]["spec"]
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {"models": True, "data": True, "artifacts": False}
+    args = pod["containers"][0]["args"]
+    assert f"--output=/mnt/pvc/artifacts/team-a/{artifact_hash(md.spec)}" in args
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False

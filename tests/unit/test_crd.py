@@ -1,0 +1,98 @@
+"""The generated CRD: matches the committed copies, and is a structural schema that teaches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modeldeploy.api import crd
+
+
+def walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for name, child in node.get("properties", {}).items():
+            out += walk(child, f"{path}.{name}")
+        if "items" in node:
+            out += walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            out += walk(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    built: dict[str, Any] = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return built
+
+
+def test_committed_crds_match_the_generator() -> None:
+    for path in crd.CRD_PATHS:
+        assert path.exists(), f"{path} missing: run `make crds`"
+        assert path.read_text() == crd.render_crd(), f"{path} is stale: run `make crds`"
+
+
+def test_check_mode_reports_drift(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    stale = tmp_path / "crd.yaml"
+    stale.write_text("old")
+    monkeypatch.setattr(crd, "CRD_PATHS", (stale,))
+    monkeypatch.setattr(crd, "REPO_ROOT", tmp_path)
+    assert crd.main(["--check"]) == 1
+    assert "crd.yaml" in capsys.readouterr().err
+    assert crd.main(["--write"]) == 0
+    assert crd.main(["--check"]) == 0
+
+
+def test_schema_is_structural(schema: dict[str, Any]) -> None:
+    for path, node in walk(schema):
+        assert "$ref" not in node and "title" not in node, path
+        if "anyOf" in node:
+            assert node.get("x-kubernetes-int-or-string"), f"{path}: anyOf only for int-or-string"
+        else:
+            assert "type" in node, f"{path}: no type"
+        if node.get("type") == "object" and path not in ("", ".metadata"):
+            assert (
+                "properties" in node
+                or "additionalProperties" in node
+                or node.get("x-kubernetes-preserve-unknown-fields")
+            ), f"{path}: object without properties"
+
+
+def test_every_spec_and_status_field_has_a_description(schema: dict[str, Any]) -> None:
+    missing = [
+        p
+        for p, n in walk(schema)
+        if p.startswith((".spec.", ".status."))
+        and "[]" not in p.split(".")[-1]
+        and "{}" not in p
+        and not n.get("description")
+    ]
+    assert missing == []
+
+
+def test_defaults_enums_ranges_and_cel_rules(schema: dict[str, Any]) -> None:
+    spec = schema["properties"]["spec"]["properties"]
+    assert spec["optimization"]["properties"]["quantization"]["enum"] == [
+        "none",
+        "dynamic",
+        "float16",
+        "int8",
+    ]
+    pruning = spec["optimization"]["properties"]["pruning"]["properties"]
+    assert pruning["denseSparsity"]["maximum"] == 0.95 and pruning["convSparsity"]["minimum"] == 0.0
+    assert spec["serving"]["properties"]["image"]["default"].startswith("tensorflow/serving:")
+    assert spec["serving"]["default"]["resources"]["limits"]["cpu"] == "1"
+    rules = {r["message"] for _, n in walk(schema) for r in n.get("x-kubernetes-validations", [])}
+    assert "minReplicas must be less than or equal to maxReplicas" in rules
+    assert any(m.startswith("storageUri must start with one of") for m in rules)
+    assert schema["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_subresources_and_printer_columns() -> None:
+    version = crd.build_crd()["spec"]["versions"][0]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.serving.replicas"
+    assert version["subresources"]["scale"]["labelSelectorPath"] == ".status.selector"
+    columns = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert columns == ["READY", "MODEL", "VERSION", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"]
