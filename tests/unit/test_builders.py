@@ -86,7 +86,7 @@ def test_pods_meet_the_restricted_pod_security_level(make_md: Callable[..., Mode
             assert sc["allowPrivilegeEscalation"] is False
             assert sc["capabilities"] == {"drop": ["ALL"]}
             assert sc["readOnlyRootFilesystem"] is True
-            writable = {m["mountPath"] for m in container["volumeMounts"] if not m["readOnly"]}
+            writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
             assert "/tmp" in writable, f"{container['name']} needs a writable /tmp"
         assert not any("hostPath" in v for v in pod["volumes"])
 

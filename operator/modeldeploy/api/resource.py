@@ -47,7 +47,6 @@ class ModelDeployment(ApiModel):
         Rule(
             f"size(self.metadata.name) <= {NAME_MAX}",
             f"metadata.name must be at most {NAME_MAX} characters: it is used as a label value",
-            ".metadata.name",
         ),
     )
 

@@ -76,6 +76,9 @@ class ModelDeploymentStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list, description="Optimized, ServingReady, Ready.")
     served_version: int | None = Field(default=None, description="The model version the serving pods load.")
     served_artifact: str | None = Field(default=None, description="Artifact hash the serving pods load.")
+    served_uri: str | None = Field(
+        default=None, description="Where the served version folder is (kept to go on serving it after a failure)."
+    )
     optimization: OptimizationResult | None = Field(default=None, description="The optimizer's report.")
     optimized_summary: str | None = Field(default=None, description="e.g. 'int8, 80% pruned' (the OPTIMIZED column).")
     size_summary: str | None = Field(default=None, description="e.g. '0.2MB/1.3MB' (the SIZE column).")

@@ -13,12 +13,20 @@ from typing import Any
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.spec import Quantization, pvc_parts, uri_scheme
 from modeldeploy.builders import names
-from modeldeploy.builders.artifacts import PVC_ROOT, artifact_hash, claims_read, output_base, pvc_mount_path
+from modeldeploy.builders.artifacts import artifact_hash, claims_read, output_base, pvc_mount_path
 from modeldeploy.builders.labels import ARTIFACT_LABEL, OPTIMIZER, Owner, child_labels, metadata
 from modeldeploy.builders.security import container_security_context, pod_security_context
 from modeldeploy.builders.volumes import empty_dir, host_path_volume, mount, pvc_volume
 
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
+
+def pod_uri(uri: str) -> str:
+    """pvc://CLAIM/PATH as the file the pod sees where the claim is mounted; other URIs unchanged."""
+    if uri_scheme(uri) != "pvc":
+        return uri
+    claim, path = pvc_parts(uri)
+    return f"file://{pvc_mount_path(claim)}/{path}"
 
 
 def optimizer_args(md: ModelDeployment) -> list[str]:
@@ -27,11 +35,10 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
     opt = spec.optimization
     args = [
         "optimize",
-        f"--source={spec.model.storage_uri}",
+        f"--source={pod_uri(spec.model.storage_uri)}",
         f"--format={spec.model.format.value}",
         f"--output={output_base(md.name, spec)}",
         f"--version={spec.model.version}",
-        f"--pvc-root={PVC_ROOT}",
         f"--termination-message-path={TERMINATION_MESSAGE_PATH}",
         "--log-format=text",
     ]
@@ -45,10 +52,10 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
             f"--quantization={opt.quantization.value}",
         ]
         if opt.pruning.train_data_uri:
-            args.append(f"--train-data={opt.pruning.train_data_uri}")
+            args.append(f"--train-data={pod_uri(opt.pruning.train_data_uri)}")
         if opt.evaluation.dataset_uri:
             args += [
-                f"--eval-data={opt.evaluation.dataset_uri}",
+                f"--eval-data={pod_uri(opt.evaluation.dataset_uri)}",
                 f"--metric={opt.evaluation.metric.value}",
                 f"--max-accuracy-drop={opt.evaluation.max_accuracy_drop}",
             ]

@@ -32,7 +32,9 @@ def empty_dir(name: str, size_limit: str | None = None) -> dict[str, Any]:
 
 
 def mount(name: str, path: str, read_only: bool, sub_path: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "mountPath": path, "readOnly": read_only}
+    out: dict[str, Any] = {"name": name, "mountPath": path}
+    if read_only:  # the API server drops readOnly: false, so writing it would look like drift forever
+        out["readOnly"] = True
     if sub_path:
         out["subPath"] = sub_path
     return out

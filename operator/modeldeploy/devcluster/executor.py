@@ -1,0 +1,264 @@
+"""A test-side kubelet for optimizer pods: runs their command for real, on this machine.
+
+In the local control plane kwok fakes every pod, except those labelled
+app.kubernetes.io/component=optimizer, which it leaves alone. This executor picks those pods up once
+kube-scheduler has bound them, runs the container's command locally (the real `modeldeploy
+optimize`) with the pod's environment, volumes mapped to local folders (a PersistentVolumeClaim is
+`<storage root>/<namespace>/<claim>`, an emptyDir a temporary folder, a hostPath itself), and reports
+back through the pods/status subresource what a kubelet would: Running, then Succeeded or Failed
+with the exit code and the termination message. The Job controller takes it from there.
+
+Like a kubelet it refuses to start a container whose Secret is missing
+(CreateContainerConfigError) and retries until the Secret appears.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modeldeploy.k8s import ApiError, KubeClient
+
+log = logging.getLogger(__name__)
+SELECTOR = "app.kubernetes.io/component=optimizer"
+MESSAGE_LIMIT = 4096  # the kubelet's limit for a termination message
+
+
+class PodConfigError(Exception):
+    """The pod cannot start (what a kubelet reports as CreateContainerConfigError)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class PreparedPod:
+    argv: list[str]
+    env: dict[str, str]
+    termination_file: Path
+    scratch: Path
+
+
+class JobPodExecutor:
+    """Runs optimizer pods of one namespace (or all) until stopped. Use as a context manager."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        storage_root: Path,
+        namespace: str | None = None,
+        poll_seconds: float = 0.5,
+        python: str = sys.executable,
+    ) -> None:
+        self.kube = kube
+        self.storage_root = storage_root
+        self.namespace = namespace
+        self.poll_seconds = poll_seconds
+        self.python = python
+        self._stop = threading.Event()
+        self._started: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self._loop: threading.Thread | None = None
+        self.runs: list[tuple[str, int]] = []  # (pod name, exit code), for tests
+
+    def __enter__(self) -> JobPodExecutor:
+        self._loop = threading.Thread(target=self._run, name="optimizer-executor", daemon=True)
+        self._loop.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._loop is not None:
+            self._loop.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                pods = self.kube.list("Pod", self.namespace, SELECTOR)
+            except Exception as exc:  # the API server may be going away at teardown
+                log.debug("executor: cannot list pods: %s", exc)
+                continue
+            for pod in pods:
+                uid = pod["metadata"]["uid"]
+                bound = pod.get("spec", {}).get("nodeName")
+                phase = pod.get("status", {}).get("phase", "Pending")
+                if uid in self._started or not bound or phase != "Pending" or pod["metadata"].get("deletionTimestamp"):
+                    continue
+                try:
+                    prepared = self._prepare(pod)
+                except PodConfigError as exc:
+                    self._report_waiting(pod, "CreateContainerConfigError", str(exc))
+                    continue
+                self._started.add(uid)
+                thread = threading.Thread(target=self._execute, args=(pod, prepared), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    # -- the pod's environment ----------------------------------------------------------------------
+    def _secret(self, namespace: str, name: str) -> dict[str, str]:
+        secret = self.kube.get("Secret", namespace, name)
+        if secret is None:
+            raise PodConfigError(f'secret "{name}" not found')
+        data = secret.get("data") or {}
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    def _prepare(self, pod: dict[str, Any]) -> PreparedPod:
+        namespace = pod["metadata"]["namespace"]
+        spec = pod["spec"]
+        container = spec["containers"][0]
+        scratch = Path(tempfile.mkdtemp(prefix=f"pod-{pod['metadata']['name']}-"))
+        volumes: dict[str, Path] = {}
+        for volume in spec.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                path = self.storage_root / namespace / volume["persistentVolumeClaim"]["claimName"]
+                path.mkdir(parents=True, exist_ok=True)
+            elif "emptyDir" in volume:
+                path = scratch / "volumes" / volume["name"]
+                path.mkdir(parents=True)
+            elif "hostPath" in volume:
+                path = Path(volume["hostPath"]["path"])
+            else:
+                raise PodConfigError(f"volume {volume['name']}: only PVC, emptyDir and hostPath are supported here")
+            volumes[volume["name"]] = path
+        mounts = {m["mountPath"]: volumes[m["name"]] / m.get("subPath", "") for m in container.get("volumeMounts", [])}
+        termination_file = scratch / "termination-log"
+        mounts[container.get("terminationMessagePath", "/dev/termination-log")] = termination_file
+
+        def local(text: str) -> str:
+            for mount_path in sorted(mounts, key=len, reverse=True):
+                if text == mount_path or text.startswith(mount_path + "/"):
+                    return str(mounts[mount_path]) + text[len(mount_path) :]
+                marker = f"={mount_path}"
+                if marker in text:
+                    prefix, _, rest = text.partition(marker)
+                    if rest == "" or rest.startswith("/"):
+                        return f"{prefix}={mounts[mount_path]}{rest}"
+                if f"://{mount_path}" in text:  # file:///mnt/... URIs
+                    return text.replace(f"://{mount_path}", f"://{mounts[mount_path]}", 1)
+            return text
+
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")}
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                env.update(self._secret(namespace, source["secretRef"]["name"]))
+        for var in container.get("env", []):
+            if "value" in var:
+                env[var["name"]] = local(var["value"])
+            elif "secretKeyRef" in var.get("valueFrom", {}):
+                ref = var["valueFrom"]["secretKeyRef"]
+                env[var["name"]] = self._secret(namespace, ref["name"]).get(ref["key"], "")
+        command = list(container.get("command", []))
+        if command[:1] == ["modeldeploy"]:
+            command = [self.python, "-m", "modeldeploy.cli", *command[1:]]
+        argv = [local(a) for a in [*command, *container.get("args", [])]]
+        return PreparedPod(argv, env, termination_file, scratch)
+
+    # -- running and reporting ----------------------------------------------------------------------
+    def _patch(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        try:
+            self.kube.patch_status("Pod", meta["namespace"], meta["name"], status)
+        except ApiError as exc:
+            log.warning("executor: cannot update pod %s/%s: %s", meta["namespace"], meta["name"], exc)
+
+    def _report_waiting(self, pod: dict[str, Any], reason: str, message: str) -> None:
+        name = pod["spec"]["containers"][0]["name"]
+        current = pod.get("status", {}).get("containerStatuses") or [{}]
+        if current[0].get("state", {}).get("waiting", {}).get("message") == message:
+            return
+        log.info("executor: pod %s cannot start: %s", pod["metadata"]["name"], message)
+        self._patch(
+            pod,
+            {
+                "containerStatuses": [
+                    {
+                        "name": name,
+                        "image": pod["spec"]["containers"][0]["image"],
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "started": False,
+                        "state": {"waiting": {"reason": reason, "message": message}},
+                    }
+                ]
+            },
+        )
+
+    def _execute(self, pod: dict[str, Any], prepared: PreparedPod) -> None:
+        container = pod["spec"]["containers"][0]
+        name = pod["metadata"]["name"]
+        started = _now()
+        base = {"name": container["name"], "image": container["image"], "imageID": "", "restartCount": 0}
+        self._patch(
+            pod,
+            {
+                "phase": "Running",
+                "startTime": started,
+                "conditions": [
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": started},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": started},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": started},
+                ],
+                "containerStatuses": [
+                    {**base, "ready": True, "started": True, "state": {"running": {"startedAt": started}}}
+                ],
+            },
+        )
+        log_path = self.storage_root / "logs" / f"{pod['metadata']['namespace']}.{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("executor: running pod %s: %s", name, " ".join(prepared.argv))
+        with log_path.open("wb") as out:
+            code = subprocess.call(prepared.argv, env=prepared.env, cwd=prepared.scratch, stdout=out, stderr=out)
+        message = ""
+        if prepared.termination_file.exists():
+            message = prepared.termination_file.read_text(errors="replace")[:MESSAGE_LIMIT]
+        if not message and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            message = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])[-2048:]
+        finished = _now()
+        self.runs.append((name, code))
+        log.info("executor: pod %s exited with %s", name, code)
+        self._patch(
+            pod,
+            {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "conditions": [
+                    {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": finished},
+                    {
+                        "type": "ContainersReady",
+                        "status": "False",
+                        "reason": "PodCompleted",
+                        "lastTransitionTime": finished,
+                    },
+                ],
+                "containerStatuses": [
+                    {
+                        **base,
+                        "ready": False,
+                        "started": False,
+                        "state": {
+                            "terminated": {
+                                "exitCode": code,
+                                "reason": "Completed" if code == 0 else "Error",
+                                "message": message,
+                                "startedAt": started,
+                                "finishedAt": finished,
+                            }
+                        },
+                    }
+                ],
+            },
+        )
+        shutil.rmtree(prepared.scratch, ignore_errors=True)

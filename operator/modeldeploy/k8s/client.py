@@ -1,0 +1,185 @@
+"""A small typed wrapper over the official client's HTTP layer.
+
+Why not the generated typed APIs: the operator works with plain manifest dicts (what the pure
+builders produce), needs server-side apply for every kind, and must count its own requests (to
+prove a no-op reconcile writes nothing). One generic path table does all three; the official
+client still does configuration, authentication, TLS and retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import uuid
+from collections import Counter
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+FIELD_MANAGER = "modeldeploy-operator"
+
+# kind -> (API prefix, plural). Everything the operator reads or writes.
+KINDS: dict[str, tuple[str, str]] = {
+    "ModelDeployment": ("/apis/modeldeploy.io/v1alpha1", "modeldeployments"),
+    "Job": ("/apis/batch/v1", "jobs"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "Pod": ("/api/v1", "pods"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "Event": ("/apis/events.k8s.io/v1", "events"),
+    "Secret": ("/api/v1", "secrets"),  # read only by the test-side executor, never by the operator
+}
+
+
+class ApiError(Exception):
+    """A request the API server refused, with its status code and message."""
+
+    def __init__(self, status: int, method: str, path: str, message: str) -> None:
+        super().__init__(f"{method} {path}: {status} {message}")
+        self.status = status
+        self.message = message
+
+
+def load_client(kubeconfig: str | None = None) -> KubeClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or given)."""
+    configuration = k8s_client.Configuration()
+    if kubeconfig is None:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config(client_configuration=configuration)
+    else:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return KubeClient(k8s_client.ApiClient(configuration))
+
+
+class KubeClient:
+    """Read, apply, create, delete and patch status, by kind, with request counting."""
+
+    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+        self.api = api_client
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+
+    def close(self) -> None:
+        self.api.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _path(self, kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+        prefix, plural = KINDS[kind]
+        path = prefix + (f"/namespaces/{quote(namespace)}" if namespace else "") + f"/{plural}"
+        if name:
+            path += f"/{quote(name)}"
+        if sub:
+            path += f"/{sub}"
+        return path
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        with self._lock:
+            self.requests[method] += 1
+        url = self.api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        self.api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
+        response = self.api.call_api(method, url, header_params=headers, body=body)
+        raw = response.read()
+        if response.status >= 400:
+            message = raw.decode(errors="replace")
+            with contextlib.suppress(ValueError):
+                message = json.loads(raw).get("message", message)
+            raise ApiError(response.status, method, path, message)
+        return json.loads(raw) if raw else None
+
+    # -- reads ----------------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self._call("GET", self._path(kind, namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        result = self._call("GET", self._path(kind, namespace), query)
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    # -- writes ---------------------------------------------------------------------------------
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply under our field manager; we own exactly the fields we set."""
+        meta = manifest["metadata"]
+        path = self._path(manifest["kind"], meta.get("namespace"), meta["name"])
+        query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        obj: dict[str, Any] = self._call("PATCH", path, query, manifest, "application/apply-patch+yaml")
+        return obj
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create; None when it already exists (a retry of the same deterministic name)."""
+        meta = manifest["metadata"]
+        try:
+            obj: dict[str, Any] = self._call(
+                "POST", self._path(manifest["kind"], meta.get("namespace")), {"fieldManager": FIELD_MANAGER}, manifest
+            )
+        except ApiError as exc:
+            if exc.status == 409:
+                return None
+            raise
+        return obj
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete with background propagation (a Job's pods go too); False when already gone."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        try:
+            self._call("DELETE", self._path(kind, namespace, name), body=body)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace our part of status with a merge patch on the status subresource."""
+        path = self._path(kind, namespace, name, "status")
+        self._call("PATCH", path, None, {"status": status}, "application/merge-patch+json")
+
+    def emit_event(
+        self, regarding: dict[str, Any], event_type: str, reason: str, note: str, action: str, now: str
+    ) -> None:
+        meta = regarding["metadata"]
+        namespace = meta.get("namespace") or "default"
+        event = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            # kubectl's convention: <object>.<unique suffix>
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "eventTime": now,
+            "reportingController": "modeldeploy.io/operator",
+            "reportingInstance": FIELD_MANAGER,
+            "action": action,
+            "reason": reason,
+            "note": note[:1024],
+            "type": event_type,
+            "regarding": {
+                "apiVersion": regarding["apiVersion"],
+                "kind": regarding["kind"],
+                "name": meta["name"],
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+        }
+        self._call("POST", self._path("Event", namespace), body=event)
