@@ -1,0 +1,215 @@
+"""The planner and the observation views: which artifact serves, what status says, what is pruned."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from modeldeploy.api import ModelDeployment
+from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.builders import Owner, desired_artifact
+from modeldeploy.builders.names import job_name
+from modeldeploy.observed import DeploymentView, JobView, Observed, is_subset, parse_summary, view_deployment, view_job
+from modeldeploy.plan import optimized_summary, plan
+
+OWNER = Owner(name="digits", uid="uid-1")
+NOW = "2026-11-26T12:00:00Z"
+SUMMARY = {
+    "result": "Succeeded",
+    "version": 1,
+    "format": "tflite-int8",
+    "originalBytes": 1_278_633,
+    "optimizedBytes": 213_555,
+    "sparsity": {"dense": 0.8, "conv": None},
+    "accuracyBefore": 0.98,
+    "accuracyAfter": 0.975,
+    "latencyP50Ms": 0.05,
+}
+
+
+def ok_job(md: ModelDeployment, state: str = "Succeeded", **kw: Any) -> JobView:
+    digest = desired_artifact(md.name, md.spec).hash
+    return JobView(job_name(md.name, digest), digest, state, summary=SUMMARY if state == "Succeeded" else None, **kw)  # type: ignore[arg-type]
+
+
+def available(md: ModelDeployment, digest: str | None = None, ready: int = 1) -> DeploymentView:
+    return DeploymentView(
+        "digits", digest or desired_artifact(md.name, md.spec).hash, 2, 2, 1, ready, 1, ready > 0, "", "", ""
+    )
+
+
+def kinds(items: list[dict[str, Any]]) -> list[str]:
+    return [i["kind"] for i in items]
+
+
+def test_first_pass_creates_the_job_and_nothing_else(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md()
+    p = plan(md, Observed(), ModelDeploymentStatus(), OWNER, NOW)
+    assert kinds(p.create) == ["Job"] and p.apply == [] and p.delete == []
+    cond = {c.type: c for c in p.status.conditions}
+    assert cond["Optimized"].reason == "Optimizing" and cond["Ready"].status == "False"
+    assert p.status.phase == "Optimizing" and p.status.observed_generation is None
+    assert {e.reason for e in p.events} == {"Optimizing", "NoArtifact"}
+
+
+def test_succeeded_job_rolls_out_the_artifact(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(spec={"optimization": {"quantization": "int8", "pruning": {"denseSparsity": 0.75}}})
+    job = ok_job(md)
+    p = plan(md, Observed(jobs={job.artifact_hash: job}), ModelDeploymentStatus(), OWNER, NOW)
+    assert p.create == []
+    assert kinds(p.apply) == [
+        "ConfigMap",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ]
+    assert p.status.served_artifact == job.artifact_hash and p.status.phase == "RollingOut"
+    assert p.status.optimization is not None and p.status.optimization.optimized_bytes == 213_555
+    assert p.status.optimized_summary == "int8, 80% pruned", "the measured sparsity, not the asked one"
+    assert p.status.size_summary == "0.21MB/1.28MB"
+
+
+def test_ready_when_the_deployment_is_available(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md()
+    job = ok_job(md)
+    p = plan(md, Observed(jobs={job.artifact_hash: job}, deployment=available(md)), ModelDeploymentStatus(), OWNER, NOW)
+    cond = {c.type: c for c in p.status.conditions}
+    assert cond["Ready"].status == "True" and cond["ServingReady"].reason == "Available"
+    assert p.status.phase == "Ready" and p.status.ready_replicas == 1
+    assert p.status.url == "http://digits.ml.svc:8501/v1/models/digits"
+
+
+def test_failed_optimization_keeps_serving_the_previous_artifact(make_md: Callable[..., ModelDeployment]) -> None:
+    v1 = make_md()
+    v1_job = ok_job(v1)
+    first = plan(
+        v1, Observed(jobs={v1_job.artifact_hash: v1_job}, deployment=available(v1)), ModelDeploymentStatus(), OWNER, NOW
+    )
+    v2 = make_md(spec={"model": {"version": 2}})
+    failed = ok_job(v2, "Failed", reason="QualityGateFailed", message="accuracy dropped 3.2 points")
+    observed = Observed(
+        jobs={v1_job.artifact_hash: v1_job, failed.artifact_hash: failed},
+        deployment=available(v1, v1_job.artifact_hash),
+    )
+    p = plan(v2, observed, first.status, OWNER, "2026-11-26T12:05:00Z")
+    deployment = next(c for c in p.apply if c["kind"] == "Deployment")
+    assert deployment["metadata"]["annotations"]["modeldeploy.io/artifact"] == v1_job.artifact_hash
+    assert p.status.served_version == 1 and p.status.phase == "Degraded"
+    cond = {c.type: c for c in p.status.conditions}
+    assert cond["Optimized"].reason == "QualityGateFailed"
+    assert cond["Ready"].status == "True" and cond["Ready"].reason == "ServingPreviousVersion"
+    assert "accuracy dropped 3.2 points" in cond["Ready"].message
+    assert cond["ServingReady"].last_transition_time == NOW  # unchanged status keeps its time
+    assert cond["Optimized"].last_transition_time == "2026-11-26T12:05:00Z"
+    assert ("Job", v1_job.name) not in p.delete, "the serving artifact's Job is kept"
+    assert any(e.type == "Warning" and e.reason == "QualityGateFailed" for e in p.events)
+
+
+def test_unwanted_children_and_stale_jobs_are_removed(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(spec={"autoscaling": {"enabled": False}})
+    job = ok_job(md)
+    stale = JobView("digits-opt-old", "0ld", "Failed")
+    children = {("HorizontalPodAutoscaler", "digits"): {}, ("PodDisruptionBudget", "digits"): {}}
+    p = plan(
+        md,
+        Observed(jobs={job.artifact_hash: job, "0ld": stale}, children=children),
+        ModelDeploymentStatus(),
+        OWNER,
+        NOW,
+    )
+    assert sorted(p.delete) == [
+        ("HorizontalPodAutoscaler", "digits"),
+        ("Job", "digits-opt-old"),
+        ("PodDisruptionBudget", "digits"),
+    ]
+
+
+def test_missing_claim_blocks_everything(make_md: Callable[..., ModelDeployment]) -> None:
+    p = plan(make_md(), Observed(missing_claims=("models",)), ModelDeploymentStatus(), OWNER, NOW)
+    assert p.create == p.apply == p.delete == []
+    ready = next(c for c in p.status.conditions if c.type == "Ready")
+    assert ready.reason == "PersistentVolumeClaimNotFound" and "models" in ready.message
+    assert p.status.phase == "Failed"
+
+
+def test_savedmodel_without_optimization_needs_no_job(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md(
+        spec={"model": {"format": "savedmodel", "storageUri": "pvc://models/sm"}, "optimization": {"enabled": False}}
+    )
+    p = plan(md, Observed(), ModelDeploymentStatus(), OWNER, NOW)
+    assert p.create == [] and "Deployment" in kinds(p.apply)
+    assert next(c for c in p.status.conditions if c.type == "Optimized").reason == "NotRequired"
+
+
+def test_optimized_summary_texts(make_md: Callable[..., ModelDeployment]) -> None:
+    both = make_md(
+        spec={"optimization": {"quantization": "int8", "pruning": {"denseSparsity": 0.8, "convSparsity": 0.5}}}
+    )
+    assert optimized_summary(both, None) == "int8, dense 80%/conv 50% pruned"
+    assert optimized_summary(make_md(spec={"optimization": {"quantization": "float16"}}), None) == "float16"
+    assert optimized_summary(make_md(), None) == "none"
+
+
+def test_job_views() -> None:
+    job = {"metadata": {"name": "j", "labels": {"modeldeploy.io/artifact": "abc"}}, "status": {}}
+    waiting_pod = {
+        "metadata": {"creationTimestamp": "t"},
+        "status": {
+            "containerStatuses": [
+                {"state": {"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "s3" not found'}}}
+            ]
+        },
+    }
+    view = view_job(job, [waiting_pod])
+    assert (view.state, view.reason, view.message) == ("Running", "CreateContainerConfigError", 'secret "s3" not found')
+    failed = {
+        **job,
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too long"}]
+        },
+    }
+    assert view_job(failed, []).reason == "DeadlineExceeded"
+    gate = {
+        "metadata": {},
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {
+                        "terminated": {
+                            "exitCode": 20,
+                            "message": json.dumps(
+                                {"result": "Failed", "reason": "QualityGateFailed", "message": "drop 3 points"}
+                            ),
+                        }
+                    }
+                }
+            ]
+        },
+    }
+    assert (view_job(failed, [gate]).reason, view_job(failed, [gate]).message) == ("QualityGateFailed", "drop 3 points")
+    assert parse_summary("some log line\nnot json") is None
+
+
+def test_deployment_view_reads_conditions() -> None:
+    dep = {
+        "metadata": {"name": "d", "generation": 3, "annotations": {"modeldeploy.io/artifact": "h"}},
+        "status": {
+            "observedGeneration": 3,
+            "replicas": 2,
+            "readyReplicas": 1,
+            "updatedReplicas": 2,
+            "conditions": [{"type": "Available", "status": "False", "message": "min availability"}],
+        },
+    }
+    view = view_deployment(dep)
+    assert (view.artifact_hash, view.available, view.unavailable_message) == ("h", False, "min availability")
+
+
+def test_is_subset_semantics() -> None:
+    assert is_subset({"a": 1, "b": [{"x": "1"}]}, {"a": 1.0, "b": [{"x": 1, "y": 2}], "c": 3})
+    assert not is_subset({"b": [1]}, {"b": [1, 2]})
+    assert not is_subset({"a": True}, {"a": 1})
+    assert not is_subset({"a": {"b": 1}}, {"a": {}})
