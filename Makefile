@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench
+.PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench demo
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -61,3 +61,6 @@ cluster-down: venv ## Stop the local control plane started by cluster-up
 
 bench: venv controlplane ## Run every benchmark script (prints tables)
 	@for f in benchmarks/*.py; do echo "# --- $$f"; $(PY) $$f || exit 1; done
+
+demo: venv controlplane ## The whole stack locally: control plane, operator, an example optimized and Ready
+	$(BIN)/modeldeploy demo

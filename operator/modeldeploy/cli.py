@@ -19,6 +19,7 @@ _SUBCOMMANDS = (
     "modeldeploy.optimize.cli",
     "modeldeploy.devcluster.cli",
     "modeldeploy.run_cli",
+    "modeldeploy.demo_cli",
 )
 
 

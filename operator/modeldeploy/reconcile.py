@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy import metrics
 from modeldeploy.api import InvalidModelDeployment, parse_model_deployment, parse_status
 from modeldeploy.api.spec import pvc_parts, uri_scheme
 from modeldeploy.api.status import ModelDeploymentStatus, Phase
@@ -111,6 +112,26 @@ def _status_patch(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
+def record_status_metrics(namespace: str, name: str, status: ModelDeploymentStatus) -> None:
+    ready = next((c for c in status.conditions if c.type == READY), None)
+    metrics.READY.labels(namespace, name).set(1 if ready is not None and ready.status.value == "True" else 0)
+    if status.served_version is not None:
+        metrics.SERVED_VERSION.labels(namespace, name).set(status.served_version)
+    result = status.optimization
+    if result is None:
+        return
+    for gauge, label, value in (
+        (metrics.MODEL_BYTES, "original", result.original_bytes),
+        (metrics.MODEL_BYTES, "optimized", result.optimized_bytes),
+        (metrics.ACCURACY, "before", result.accuracy_before),
+        (metrics.ACCURACY, "after", result.accuracy_after),
+    ):
+        if value is not None:
+            gauge.labels(namespace, name, label).set(value)
+    if result.duration_seconds is not None:
+        metrics.OPTIMIZATION_SECONDS.labels(namespace, name).set(result.duration_seconds)
+
+
 class Reconciler:
     """Reconciles ModelDeployments; one at a time per object (kopf may call from several threads)."""
 
@@ -125,13 +146,29 @@ class Reconciler:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
-        with self._lock(namespace, name):
-            return self._reconcile(namespace, name)
+        with self._lock(namespace, name), metrics.RECONCILE_SECONDS.time():
+            try:
+                outcome = self._reconcile(namespace, name)
+            except Exception:
+                metrics.RECONCILES.labels("error").inc()
+                raise
+        metrics.RECONCILES.labels("ok").inc()
+        for write, count in (
+            ("create", len(outcome.created)),
+            ("apply", len(outcome.applied)),
+            ("delete", len(outcome.deleted)),
+            ("status", int(outcome.status_patched)),
+            ("event", len(outcome.events)),
+        ):
+            if count:
+                metrics.WRITES.labels(write).inc(count)
+        return outcome
 
     def _reconcile(self, namespace: str, name: str) -> Outcome:
         outcome = Outcome()
         raw = self.kube.get(KIND, namespace, name)
         if raw is None or raw["metadata"].get("deletionTimestamp"):
+            metrics.forget(namespace, name)
             return outcome  # gone or going: garbage collection removes the children
         now_dt = self.clock()
         now = now_dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -166,6 +203,7 @@ class Reconciler:
                 log.info("%s/%s: deleted %s %s (no longer wanted)", namespace, name, kind, child)
 
         self._write_status(raw, decided.status.to_api(), old_status, outcome)
+        record_status_metrics(namespace, name, decided.status)
         for event in decided.events:
             self._event(raw, event.type, event.reason, event.message, now_dt, outcome)
         return outcome
@@ -197,6 +235,7 @@ class Reconciler:
         )
         try:
             self.kube.emit_event(raw, kind, reason, message, "Reconcile", now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+            metrics.TRANSITIONS.labels(message.split("=", 1)[0], reason).inc()
         except ApiError as exc:  # an Event is best effort; never fail the reconcile for it
             log.warning("%s/%s: could not post Event %s: %s", meta["namespace"], meta["name"], reason, exc)
             return

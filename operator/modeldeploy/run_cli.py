@@ -22,6 +22,12 @@ def register(subparsers: Any) -> None:
         help="serve /healthz on this port (0 = off)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("MODELDEPLOY_METRICS_PORT", "9090")),
+        help="serve Prometheus /metrics on this port (0 = off)",
+    )
+    parser.add_argument(
         "--log-format", choices=("plain", "json"), default=os.environ.get("MODELDEPLOY_LOG_FORMAT", "plain")
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
@@ -46,6 +52,17 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def peering_priority(value: str, hostname: str) -> int:
+    """kopf freezes replicas of equal priority, so each needs its own: 'ordinal' turns a StatefulSet
+    pod name (modeldeploy-operator-2) into 100 - 2; the first pod is the preferred leader."""
+    if value != "ordinal":
+        return int(value)
+    _, _, ordinal = hostname.rpartition("-")
+    if not ordinal.isdigit():
+        raise ValueError(f"'ordinal' needs a StatefulSet pod name ending in -N, got HOSTNAME={hostname!r}")
+    return 100 - int(ordinal)
+
+
 def run(args: argparse.Namespace) -> int:
     import kopf
 
@@ -68,7 +85,16 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # no kubeconfig / no in-cluster credentials: one line, no traceback
         print(f"modeldeploy run: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
         return 2
+    try:
+        priority = peering_priority(args.priority, os.environ.get("HOSTNAME", ""))
+    except ValueError as exc:
+        print(f"modeldeploy run: --priority: {exc}", file=sys.stderr)
+        return 2
     handlers.install(Reconciler(kube), list(args.namespace), args.resync_seconds)
+    if args.metrics_port:
+        from modeldeploy import metrics
+
+        metrics.serve(args.metrics_port)
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
     scope = "namespaces " + ", ".join(args.namespace) if args.namespace else "all namespaces"
     logging.getLogger("modeldeploy").info("modeldeploy operator starting; watching %s", scope)
@@ -81,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 # Passing a peering name makes peering mandatory in kopf: only when asked for.
                 standalone=args.peering is None,
                 peering_name=args.peering,
-                priority=args.priority if args.peering else None,
+                priority=priority if args.peering else None,
             )
         )
     finally:

@@ -32,12 +32,20 @@ def test_committed_crds_match_the_generator() -> None:
     for path in crd.CRD_PATHS:
         assert path.exists(), f"{path} missing: run `make crds`"
         assert path.read_text() == crd.render_crd(), f"{path} is stale: run `make crds`"
+    assert crd.DOCS_PATH.read_text() == crd.render_docs(), "docs/api.md is stale: run `make crds`"
+
+
+def test_docs_name_every_field_and_rule() -> None:
+    docs = crd.render_docs()
+    assert "| `spec.optimization.pruning.convSparsity` |" in docs
+    assert "minReplicas must be less than or equal to maxReplicas" in docs
 
 
 def test_check_mode_reports_drift(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     stale = tmp_path / "crd.yaml"
     stale.write_text("old")
     monkeypatch.setattr(crd, "CRD_PATHS", (stale,))
+    monkeypatch.setattr(crd, "DOCS_PATH", tmp_path / "api.md")
     monkeypatch.setattr(crd, "REPO_ROOT", tmp_path)
     assert crd.main(["--check"]) == 1
     assert "crd.yaml" in capsys.readouterr().err

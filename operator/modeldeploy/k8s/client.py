@@ -19,6 +19,8 @@ from urllib.parse import quote, urlencode
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from modeldeploy import metrics
+
 FIELD_MANAGER = "modeldeploy-operator"
 
 # kind -> (API prefix, plural). Everything the operator reads or writes.
@@ -90,6 +92,7 @@ class KubeClient:
     ) -> Any:
         with self._lock:
             self.requests[method] += 1
+        metrics.API_REQUESTS.labels(method).inc()
         url = self.api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Accept": "application/json", "Content-Type": content_type}
         self.api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
