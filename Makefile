@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
+
+.PHONY: reference-models
 .PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench demo
 
 help: ## List every target with what it does
@@ -46,6 +48,12 @@ unit: venv ## Unit tests: pure functions, no server, no TensorFlow
 
 integration: venv controlplane ## Integration tests against the real local control plane
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+optimizer-tests: venv ## Optimizer tests: TensorFlow, a local S3 (moto) and HTTP server; about a minute
+	$(BIN)/pytest tests/optimizer $(PYTEST_ARGS)
+
+reference-models: venv ## Train the digits MLP and CNN into .cache/reference-models (no download)
+	$(BIN)/python -m modeldeploy.optimize.reference --out .cache/reference-models
 
 test: venv lint typecheck imports check-crds controlplane ## The whole suite, from a fresh clone (what CI runs)
 	$(BIN)/pytest tests e2e $(PYTEST_ARGS)

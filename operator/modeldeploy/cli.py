@@ -20,6 +20,7 @@ _SUBCOMMANDS = (
     "modeldeploy.devcluster.cli",
     "modeldeploy.run_cli",
     "modeldeploy.demo_cli",
+    "modeldeploy.verify_cli",
 )
 
 

@@ -42,6 +42,7 @@ WARNING_REASONS = frozenset(
         "CreateContainerConfigError",
         "Unschedulable",
         "InvalidSpec",
+        "ArtifactVerificationFailed",
     }
 )
 

@@ -50,6 +50,8 @@ class Observed:
     # (kind, name) -> live object, for drift detection and removal of unwanted children
     children: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     missing_claims: tuple[str, ...] = ()
+    # artifact hash -> why its serving pods refused it (the verify-model init container's message)
+    refused_artifacts: dict[str, str] = field(default_factory=dict)
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -110,6 +112,22 @@ def view_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
         job_reason = conditions["Failed"].get("reason") or "JobFailed"
         return JobView(name, digest, "Failed", job_reason, conditions["Failed"].get("message", ""), summary)
     return JobView(name, digest, "Running", waiting_reason, waiting_message, summary)
+
+
+def refused_artifacts(pods: list[dict[str, Any]], init_container: str) -> dict[str, str]:
+    """Artifacts whose serving pods failed `init_container` (now or in the last attempt), with the
+    container's termination message."""
+    refused: dict[str, str] = {}
+    for pod in pods:
+        digest = pod["metadata"].get("labels", {}).get(ARTIFACT_LABEL, "")
+        for status in pod.get("status", {}).get("initContainerStatuses", []) or []:
+            if status.get("name") != init_container:
+                continue
+            for state in (status.get("state", {}), status.get("lastState", {})):
+                terminated = state.get("terminated")
+                if terminated and terminated.get("exitCode", 0) != 0:
+                    refused[digest] = (terminated.get("message") or terminated.get("reason") or "failed").strip()
+    return refused
 
 
 def view_deployment(deployment: dict[str, Any]) -> DeploymentView:

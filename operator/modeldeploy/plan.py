@@ -11,6 +11,7 @@ Which artifact serves:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,7 @@ def result_from_summary(job: JobView) -> OptimizationResult:
         artifact_hash=job.artifact_hash,
         artifact_format=s.get("format"),
         artifact_sha256=s.get("artifactSha256"),
+        manifest_sha256=s.get("manifestSha256"),
         original_bytes=s.get("originalBytes"),
         optimized_bytes=s.get("optimizedBytes"),
         original_gzip_bytes=s.get("originalGzipBytes"),
@@ -96,8 +98,14 @@ def result_from_summary(job: JobView) -> OptimizationResult:
 
 def _previous_artifact(md: ModelDeployment, previous: ModelDeploymentStatus) -> Artifact | None:
     if previous.served_artifact and previous.served_uri and previous.served_version:
+        manifest = previous.optimization.manifest_sha256 if previous.optimization else None
         return Artifact(
-            previous.served_artifact, previous.served_version, True, previous.served_uri, md.spec.model.name
+            previous.served_artifact,
+            previous.served_version,
+            True,
+            previous.served_uri,
+            md.spec.model.name,
+            manifest_sha256=manifest,
         )
     return None
 
@@ -143,6 +151,8 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
     optimized = _optimization_condition(md, desired, job, generation)
 
     desired_ready = not needs_job(spec) or (job is not None and job.state == "Succeeded")
+    if job is not None and job.state == "Succeeded" and job.summary:
+        desired = dataclasses.replace(desired, manifest_sha256=job.summary.get("manifestSha256"))
     serve = desired if desired_ready else _previous_artifact(md, previous)
     result = previous.optimization
     if job is not None and job.state == "Succeeded":
@@ -194,6 +204,14 @@ def _serving_condition(
     dep = observed.deployment
     if serve is None:
         return condition(SERVING_READY, False, "NoArtifact", "waiting for the first optimized artifact", generation)
+    if serve.hash in observed.refused_artifacts:
+        return condition(
+            SERVING_READY,
+            False,
+            "ArtifactVerificationFailed",
+            f"serving pods refused version {serve.version}: {observed.refused_artifacts[serve.hash]}",
+            generation,
+        )
     if dep is None:
         return condition(SERVING_READY, False, "Creating", "creating the TF Serving Deployment", generation)
     if dep.artifact_hash != serve.hash or dep.observed_generation < dep.generation:

@@ -22,10 +22,11 @@ from modeldeploy.api.status import ModelDeploymentStatus, Phase
 from modeldeploy.builders import Owner, desired_artifact, needs_job
 from modeldeploy.builders import names as child_names
 from modeldeploy.builders.artifacts import claims_read
-from modeldeploy.builders.labels import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER
+from modeldeploy.builders.deployment import VERIFY_CONTAINER
+from modeldeploy.builders.labels import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER, SERVING
 from modeldeploy.conditions import OPTIMIZED, READY, SERVING_READY, condition, merge_conditions, transition_events
 from modeldeploy.k8s import ApiError, KubeClient
-from modeldeploy.observed import Observed, is_subset, view_deployment, view_job
+from modeldeploy.observed import Observed, is_subset, refused_artifacts, view_deployment, view_job
 from modeldeploy.plan import plan
 
 log = logging.getLogger("modeldeploy.reconcile")
@@ -78,7 +79,9 @@ def observe(kube: KubeClient, namespace: str, md_name: str, spec_claims: list[st
                 children[(kind, name)] = obj
     deployment = children.get(("Deployment", serving))
     missing = tuple(c for c in spec_claims if kube.get("PersistentVolumeClaim", namespace, c) is None)
+    serving_pods = kube.list("Pod", namespace, f"{MODEL_DEPLOYMENT_LABEL}={md_name},{COMPONENT_LABEL}={SERVING}")
     return Observed(
+        refused_artifacts=refused_artifacts(serving_pods, VERIFY_CONTAINER),
         jobs=jobs,
         deployment=view_deployment(deployment) if deployment else None,
         children=children,

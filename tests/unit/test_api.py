@@ -71,6 +71,10 @@ def test_round_trip_uses_camel_case(minimal: dict[str, Any]) -> None:
             "spec.optimization: pruning.fineTuneEpochs needs pruning.trainDataUri",
         ),
         (
+            {"spec": {"optimization": {"quantization": "int8"}}},
+            "spec.optimization: quantization int8 needs representative data",
+        ),
+        (
             {"spec": {"optimization": {"pruning": {"denseSparsity": 0.99}}}},
             "spec.optimization.pruning.denseSparsity: Input should be less than or equal to 0.95",
         ),

@@ -177,7 +177,7 @@ def test_artifact_hash_tracks_only_what_changes_the_result(make_md: Callable[...
     assert artifact_hash(make_md(spec={"optimization": {"activeDeadlineSeconds": 600}}).spec) == base
     assert artifact_hash(make_md(spec={"serving": {"replicas": 4}}).spec) == base
     assert artifact_hash(make_md(spec={"model": {"version": 2}}).spec) != base
-    assert artifact_hash(make_md(spec={"optimization": {"quantization": "int8"}}).spec) != base
+    assert artifact_hash(make_md(spec={"optimization": {"quantization": "float16"}}).spec) != base
 
 
 def test_savedmodel_without_optimization_is_served_as_is(make_md: Callable[..., ModelDeployment]) -> None:

@@ -14,6 +14,7 @@ from modeldeploy.observed import DeploymentView, JobView, Observed, is_subset, p
 from modeldeploy.plan import optimized_summary, plan
 
 OWNER = Owner(name="digits", uid="uid-1")
+EVAL = {"datasetUri": "pvc://models/eval.npz"}
 NOW = "2026-11-26T12:00:00Z"
 SUMMARY = {
     "result": "Succeeded",
@@ -54,7 +55,9 @@ def test_first_pass_creates_the_job_and_nothing_else(make_md: Callable[..., Mode
 
 
 def test_succeeded_job_rolls_out_the_artifact(make_md: Callable[..., ModelDeployment]) -> None:
-    md = make_md(spec={"optimization": {"quantization": "int8", "pruning": {"denseSparsity": 0.75}}})
+    md = make_md(
+        spec={"optimization": {"quantization": "int8", "pruning": {"denseSparsity": 0.75}, "evaluation": EVAL}}
+    )
     job = ok_job(md)
     p = plan(md, Observed(jobs={job.artifact_hash: job}), ModelDeploymentStatus(), OWNER, NOW)
     assert p.create == []
@@ -146,7 +149,13 @@ def test_savedmodel_without_optimization_needs_no_job(make_md: Callable[..., Mod
 
 def test_optimized_summary_texts(make_md: Callable[..., ModelDeployment]) -> None:
     both = make_md(
-        spec={"optimization": {"quantization": "int8", "pruning": {"denseSparsity": 0.8, "convSparsity": 0.5}}}
+        spec={
+            "optimization": {
+                "quantization": "int8",
+                "pruning": {"denseSparsity": 0.8, "convSparsity": 0.5},
+                "evaluation": EVAL,
+            }
+        }
     )
     assert optimized_summary(both, None) == "int8, dense 80%/conv 50% pruned"
     assert optimized_summary(make_md(spec={"optimization": {"quantization": "float16"}}), None) == "float16"
@@ -213,3 +222,44 @@ def test_is_subset_semantics() -> None:
     assert not is_subset({"b": [1]}, {"b": [1, 2]})
     assert not is_subset({"a": True}, {"a": 1})
     assert not is_subset({"a": {"b": 1}}, {"a": {}})
+
+
+def test_a_refused_artifact_makes_serving_not_ready(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md()
+    job = ok_job(md)
+    summary = {**SUMMARY, "manifestSha256": "ab" * 32}
+    job = JobView(job.name, job.artifact_hash, "Succeeded", summary=summary)
+    observed = Observed(
+        jobs={job.artifact_hash: job},
+        deployment=available(md),
+        refused_artifacts={job.artifact_hash: "ArtifactTampered: model.tflite: content changed"},
+    )
+    p = plan(md, observed, ModelDeploymentStatus(), OWNER, NOW)
+    cond = {c.type: c for c in p.status.conditions}
+    assert cond["ServingReady"].reason == cond["Ready"].reason == "ArtifactVerificationFailed"
+    assert "model.tflite: content changed" in cond["Ready"].message
+    deployment = next(c for c in p.apply if c["kind"] == "Deployment")
+    (verify,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert f"--manifest-sha256={'ab' * 32}" in verify["args"]
+
+
+def test_refused_artifacts_are_read_from_init_container_statuses() -> None:
+    from modeldeploy.observed import refused_artifacts
+
+    pod = {
+        "metadata": {"labels": {"modeldeploy.io/artifact": "h1"}},
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "verify-model",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 3, "message": "ArtifactTampered: x"}},
+                }
+            ]
+        },
+    }
+    fine = {
+        "metadata": {"labels": {"modeldeploy.io/artifact": "h2"}},
+        "status": {"initContainerStatuses": [{"name": "verify-model", "state": {"terminated": {"exitCode": 0}}}]},
+    }
+    assert refused_artifacts([pod, fine], "verify-model") == {"h1": "ArtifactTampered: x"}

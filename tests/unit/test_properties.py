@@ -59,6 +59,7 @@ def model_deployments(draw: st.DrawFn) -> dict[str, Any]:
     if scheme != "pvc" or draw(st.booleans()):
         spec["artifacts"] = {"uri": f"pvc://{draw(claims)}" + draw(st.sampled_from(["", "/x", "/a/b"]))}
     epochs = draw(st.integers(0, 3))
+    quantization = draw(st.sampled_from(["none", "dynamic", "float16", "int8"]))
     spec["optimization"] = {
         "enabled": draw(st.booleans()),
         "pruning": {
@@ -67,12 +68,12 @@ def model_deployments(draw: st.DrawFn) -> dict[str, Any]:
             "fineTuneEpochs": epochs,
             **({"trainDataUri": "pvc://data/train.npz"} if epochs else {}),
         },
-        "quantization": draw(st.sampled_from(["none", "dynamic", "float16", "int8"])),
+        "quantization": quantization,
         "evaluation": {
             "maxAccuracyDrop": draw(st.floats(0, 1)),
             **(
                 {"datasetUri": draw(st.sampled_from(["pvc://data/e.npz", "s3://b/e.npz"]))}
-                if draw(st.booleans())
+                if draw(st.booleans()) or (quantization == "int8" and not epochs)
                 else {}
             ),
         },

@@ -124,7 +124,10 @@ class ModelSource(ApiModel):
     sha256: str | None = Field(
         default=None,
         pattern=r"^[a-f0-9]{64}$",
-        description="Expected sha256 of the model file (lower-case hex). The optimizer refuses a model that differs.",
+        description=(
+            "Expected sha256 of the model file (lower-case hex); for a SavedModel folder, of its sha256sum "
+            "manifest. The optimizer refuses a model that differs."
+        ),
     )
     credentials_secret: str | None = Field(
         default=None,
@@ -197,6 +200,11 @@ class Optimization(ApiModel):
             "pruning.fineTuneEpochs needs pruning.trainDataUri",
             ".pruning.fineTuneEpochs",
         ),
+        Rule(
+            "self.quantization != 'int8' || has(self.pruning.trainDataUri) || has(self.evaluation.datasetUri)",
+            "quantization int8 needs representative data: pruning.trainDataUri or evaluation.datasetUri",
+            ".quantization",
+        ),
     )
 
     enabled: bool = Field(
@@ -231,6 +239,12 @@ class Optimization(ApiModel):
     def _check_fine_tuning(self) -> Optimization:
         if self.pruning.fine_tune_epochs and not self.pruning.train_data_uri:
             raise ValueError(self.cel_rules[0].message)
+        if (
+            self.quantization == Quantization.INT8
+            and not self.pruning.train_data_uri
+            and not self.evaluation.dataset_uri
+        ):
+            raise ValueError(self.cel_rules[1].message)
         return self
 
 

@@ -53,6 +53,9 @@ class OptimizationResult(ApiModel):
     artifact_hash: str | None = Field(default=None, description="Hash of the model and optimization spec.")
     artifact_format: str | None = Field(default=None, description="e.g. savedmodel, tflite-int8.")
     artifact_sha256: str | None = Field(default=None, description="sha256 of the served model file.")
+    manifest_sha256: str | None = Field(
+        default=None, description="sha256 of the artifact's SHA256SUMS; serving pods refuse a folder that differs."
+    )
     original_bytes: int | None = Field(default=None, description="Size of the original SavedModel.")
     optimized_bytes: int | None = Field(default=None, description="Size of the optimized model.")
     original_gzip_bytes: int | None = Field(default=None, description="Gzipped size of the original.")

@@ -29,6 +29,8 @@ class Artifact:
     # Where the version folder is: pvc://CLAIM/PATH of `<base>/<version>`, or the source URI.
     location: str
     model_name: str
+    # sha256 of the artifact's SHA256SUMS, as the optimizer reported it; serving pods verify it.
+    manifest_sha256: str | None = None
 
     @property
     def version_dir(self) -> str:

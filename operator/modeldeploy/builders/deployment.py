@@ -26,6 +26,7 @@ from modeldeploy.builders.security import container_security_context, pod_securi
 from modeldeploy.builders.volumes import empty_dir, host_path_volume, mount, pvc_volume
 
 CONFIG_CHECKSUM_ANNOTATION = "modeldeploy.io/config-checksum"
+VERIFY_CONTAINER = "verify-model"
 
 
 def _model_volumes(
@@ -64,7 +65,29 @@ def _model_volumes(
         if md.spec.model.credentials_secret:
             fetch["envFrom"] = [{"secretRef": {"name": md.spec.model.credentials_secret}}]
         init.append(fetch)
+    if artifact.manifest_sha256 and scheme == "pvc":
+        init.append(_verify_container(md, artifact, [m for m in mounts if m["mountPath"] != MODELS_ROOT]))
     return volumes, mounts, init
+
+
+def _verify_container(md: ModelDeployment, artifact: Artifact, model_mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Checks the version folder against the digest the optimizer reported before TF Serving may load
+    it (the seed's "model verification"): a folder changed on the claim is refused."""
+    return {
+        "name": VERIFY_CONTAINER,
+        "image": md.spec.optimization.image,
+        "command": ["modeldeploy"],
+        "args": [
+            "verify",
+            f"--dir={artifact.version_dir}",
+            f"--manifest-sha256={artifact.manifest_sha256}",
+            "--termination-message-path=/dev/termination-log",
+        ],
+        "securityContext": container_security_context(),
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "volumeMounts": [mount("tmp", "/tmp", read_only=False), *model_mounts],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
 
 
 def _probe(path: str) -> dict[str, Any]:

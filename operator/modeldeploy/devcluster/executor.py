@@ -31,6 +31,9 @@ from modeldeploy.k8s import ApiError, KubeClient
 
 log = logging.getLogger(__name__)
 SELECTOR = "app.kubernetes.io/component=optimizer"
+# Other pods opt in with this label (kwok's stages skip them too): their init containers run for real
+# here, and the main container is reported running without being run (TF Serving is not installed).
+LOCAL_KUBELET_LABEL = "modeldeploy.io/local-kubelet"
 MESSAGE_LIMIT = 4096  # the kubelet's limit for a termination message
 
 
@@ -88,6 +91,7 @@ class JobPodExecutor:
         while not self._stop.wait(self.poll_seconds):
             try:
                 pods = self.kube.list("Pod", self.namespace, SELECTOR)
+                pods += self.kube.list("Pod", self.namespace, f"{LOCAL_KUBELET_LABEL}=true")
             except Exception as exc:  # the API server may be going away at teardown
                 log.debug("executor: cannot list pods: %s", exc)
                 continue
@@ -97,8 +101,14 @@ class JobPodExecutor:
                 phase = pod.get("status", {}).get("phase", "Pending")
                 if uid in self._started or not bound or phase != "Pending" or pod["metadata"].get("deletionTimestamp"):
                     continue
+                if pod["metadata"].get("labels", {}).get(LOCAL_KUBELET_LABEL) == "true":
+                    self._started.add(uid)
+                    thread = threading.Thread(target=self._start_with_init_containers, args=(pod,), daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
+                    continue
                 try:
-                    prepared = self._prepare(pod)
+                    prepared = self._prepare(pod, pod["spec"]["containers"][0])
                 except PodConfigError as exc:
                     self._report_waiting(pod, "CreateContainerConfigError", str(exc))
                     continue
@@ -115,10 +125,9 @@ class JobPodExecutor:
         data = secret.get("data") or {}
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
-    def _prepare(self, pod: dict[str, Any]) -> PreparedPod:
+    def _prepare(self, pod: dict[str, Any], container: dict[str, Any]) -> PreparedPod:
         namespace = pod["metadata"]["namespace"]
         spec = pod["spec"]
-        container = spec["containers"][0]
         scratch = Path(tempfile.mkdtemp(prefix=f"pod-{pod['metadata']['name']}-"))
         volumes: dict[str, Path] = {}
         for volume in spec.get("volumes", []):
@@ -130,8 +139,23 @@ class JobPodExecutor:
                 path.mkdir(parents=True)
             elif "hostPath" in volume:
                 path = Path(volume["hostPath"]["path"])
+            elif "configMap" in volume or "projected" in volume:
+                path = scratch / "volumes" / volume["name"]
+                path.mkdir(parents=True)
+                sources = volume.get("projected", {}).get("sources", [{"configMap": volume.get("configMap")}])
+                for source in sources:
+                    if "configMap" not in source:
+                        raise PodConfigError(f"volume {volume['name']}: only ConfigMap projections are supported here")
+                    name = source["configMap"]["name"]
+                    config_map = self.kube.get("ConfigMap", namespace, name)
+                    if config_map is None:
+                        raise PodConfigError(f'configmap "{name}" not found')
+                    for key, value in (config_map.get("data") or {}).items():
+                        (path / key).write_text(value)
             else:
-                raise PodConfigError(f"volume {volume['name']}: only PVC, emptyDir and hostPath are supported here")
+                raise PodConfigError(
+                    f"volume {volume['name']}: only PVC, emptyDir, hostPath and ConfigMap volumes are supported here"
+                )
             volumes[volume["name"]] = path
         mounts = {m["mountPath"]: volumes[m["name"]] / m.get("subPath", "") for m in container.get("volumeMounts", [])}
         termination_file = scratch / "termination-log"
@@ -197,6 +221,93 @@ class JobPodExecutor:
             },
         )
 
+    def _run_container(self, pod: dict[str, Any], container: dict[str, Any], prepared: PreparedPod) -> tuple[int, str]:
+        """Run one container's command to completion: (exit code, termination message)."""
+        log_path = (
+            self.storage_root
+            / "logs"
+            / f"{pod['metadata']['namespace']}.{pod['metadata']['name']}.{container['name']}.log"
+        )
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("executor: running %s/%s: %s", pod["metadata"]["name"], container["name"], " ".join(prepared.argv))
+        with log_path.open("wb") as out:
+            code = subprocess.call(prepared.argv, env=prepared.env, cwd=prepared.scratch, stdout=out, stderr=out)
+        message = ""
+        if prepared.termination_file.exists():
+            message = prepared.termination_file.read_text(errors="replace")[:MESSAGE_LIMIT]
+        if not message and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            message = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])[-2048:]
+        return code, message
+
+    def _start_with_init_containers(self, pod: dict[str, Any]) -> None:
+        """A serving pod: its init containers for real, in order; then Running and Ready, or the
+        failed init container's status, as a kubelet reports them."""
+        started = _now()
+        statuses = []
+        for container in pod["spec"].get("initContainers", []):
+            base = {"name": container["name"], "image": container["image"], "imageID": "", "restartCount": 0}
+            try:
+                prepared = self._prepare(pod, container)
+            except PodConfigError as exc:
+                self._report_waiting(pod, "CreateContainerConfigError", str(exc))
+                return
+            code, message = self._run_container(pod, container, prepared)
+            shutil.rmtree(prepared.scratch, ignore_errors=True)
+            terminated = {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "message": message,
+                "startedAt": started,
+                "finishedAt": _now(),
+            }
+            statuses.append({**base, "ready": code == 0, "started": False, "state": {"terminated": terminated}})
+            if code != 0:
+                self.runs.append((pod["metadata"]["name"], code))
+                self._patch(
+                    pod,
+                    {
+                        "phase": "Pending",
+                        "conditions": [
+                            {
+                                "type": "Initialized",
+                                "status": "False",
+                                "reason": "ContainersNotInitialized",
+                                "message": f"init container {container['name']} failed",
+                                "lastTransitionTime": _now(),
+                            }
+                        ],
+                        "initContainerStatuses": statuses,
+                    },
+                )
+                return
+        now = _now()
+        main = pod["spec"]["containers"]
+        self._patch(
+            pod,
+            {
+                "phase": "Running",
+                "startTime": started,
+                "podIP": "10.244.255.1",
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": now}
+                    for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                ],
+                "initContainerStatuses": statuses,
+                "containerStatuses": [
+                    {
+                        "name": c["name"],
+                        "image": c["image"],
+                        "imageID": "",
+                        "restartCount": 0,
+                        "ready": True,
+                        "started": True,
+                        "state": {"running": {"startedAt": now}},
+                    }
+                    for c in main
+                ],
+            },
+        )
+
     def _execute(self, pod: dict[str, Any], prepared: PreparedPod) -> None:
         container = pod["spec"]["containers"][0]
         name = pod["metadata"]["name"]
@@ -217,16 +328,7 @@ class JobPodExecutor:
                 ],
             },
         )
-        log_path = self.storage_root / "logs" / f"{pod['metadata']['namespace']}.{name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log.info("executor: running pod %s: %s", name, " ".join(prepared.argv))
-        with log_path.open("wb") as out:
-            code = subprocess.call(prepared.argv, env=prepared.env, cwd=prepared.scratch, stdout=out, stderr=out)
-        message = ""
-        if prepared.termination_file.exists():
-            message = prepared.termination_file.read_text(errors="replace")[:MESSAGE_LIMIT]
-        if not message and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
-            message = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])[-2048:]
+        code, message = self._run_container(pod, container, prepared)
         finished = _now()
         self.runs.append((name, code))
         log.info("executor: pod %s exited with %s", name, code)

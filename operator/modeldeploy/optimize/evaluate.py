@@ -1,0 +1,187 @@
+"""Measuring a model the way it will be served: quality on the evaluation data, latency, size.
+
+The baseline is the unoptimized model exported as a SavedModel and called through its
+`serving_default` signature; the candidate is what TF Serving will load, the `model.tflite` run by
+the LiteRT interpreter (ai-edge-litert, falling back to tf.lite.Interpreter) or the pruned SavedModel.
+Latency is per example (batch of one), after a warm-up, as p50 and p95 in milliseconds. Sizes are
+raw bytes and gzip -9 bytes (for a folder, summed per file). The gate compares the metric before and
+after and fails with QualityGateFailed when the loss exceeds the allowed drop.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from modeldeploy.optimize.convert import SIGNATURE_KEY, ModelSignature
+from modeldeploy.optimize.errors import OptimizeError, Reason
+from modeldeploy.optimize.metrics import METRICS, Metric
+
+LATENCY_EXAMPLES = 200
+LATENCY_WARMUP = 10
+EVAL_BATCH = 256
+
+
+class Predictor(Protocol):
+    def predict(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
+
+    def predict_one(self, example: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
+
+
+class SavedModelPredictor:
+    """Calls the SavedModel's serving signature, as TF Serving does."""
+
+    def __init__(self, saved_model_dir: Path, signature: ModelSignature) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(saved_model_dir))  # kept alive: owns the variables
+        self._function = self._loaded.signatures[SIGNATURE_KEY]
+        self._input = signature.input_name
+        self._output = signature.output_name
+
+    def predict(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        parts = [self.predict_one(x[start : start + EVAL_BATCH]) for start in range(0, len(x), EVAL_BATCH)]
+        return np.concatenate(parts)
+
+    def predict_one(self, example: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        result = self._function(**{self._input: self._tf.constant(example)})
+        return np.asarray(result[self._output])
+
+
+def _interpreter(model_content: bytes) -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # the deprecated copy inside TensorFlow does the same job
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated", category=UserWarning)
+            return tf.lite.Interpreter(model_content=model_content)
+    return Interpreter(model_content=model_content)
+
+
+class TFLitePredictor:
+    """Runs model.tflite; batches by resizing the input, single examples on a batch-1 interpreter."""
+
+    def __init__(self, model_content: bytes) -> None:
+        self._content = model_content
+        self._single = _interpreter(model_content)
+        self._single.allocate_tensors()
+        self._in = self._single.get_input_details()[0]["index"]
+        self._out = self._single.get_output_details()[0]["index"]
+        self._batched: Any = None
+        self._batched_size = 0
+
+    def predict_one(self, example: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        self._single.set_tensor(self._in, example)
+        self._single.invoke()
+        return np.array(self._single.get_tensor(self._out))
+
+    def predict(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        parts = []
+        for start in range(0, len(x), EVAL_BATCH):
+            batch = x[start : start + EVAL_BATCH]
+            if self._batched is None or self._batched_size != len(batch):
+                self._batched = _interpreter(self._content)
+                details = self._batched.get_input_details()[0]
+                self._batched.resize_tensor_input(details["index"], [len(batch), *batch.shape[1:]])
+                self._batched.allocate_tensors()
+                self._batched_size = len(batch)
+            self._batched.set_tensor(self._batched.get_input_details()[0]["index"], batch)
+            self._batched.invoke()
+            parts.append(np.array(self._batched.get_tensor(self._batched.get_output_details()[0]["index"])))
+        return np.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float
+    p95_ms: float
+    examples: int
+
+
+def measure_latency(predictor: Predictor, x: npt.NDArray[Any]) -> Latency:
+    """Per-example latency: one call per example on up to LATENCY_EXAMPLES, after a warm-up."""
+    examples = x[:LATENCY_EXAMPLES]
+    for index in range(min(LATENCY_WARMUP, len(examples))):
+        predictor.predict_one(examples[index : index + 1])
+    seconds = []
+    for index in range(len(examples)):
+        one = examples[index : index + 1]
+        start = time.perf_counter()
+        predictor.predict_one(one)
+        seconds.append(time.perf_counter() - start)
+    p50, p95 = np.percentile(np.asarray(seconds) * 1000.0, [50, 95])
+    return Latency(p50_ms=float(p50), p95_ms=float(p95), examples=len(examples))
+
+
+@dataclass(frozen=True)
+class Size:
+    bytes: int
+    gzip_bytes: int
+
+
+def size_of(path: Path) -> Size:
+    """Raw and gzip -9 size of a file, or of a folder summed over its files."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    raw = zipped = 0
+    for file in files:
+        content = file.read_bytes()
+        raw += len(content)
+        zipped += len(gzip.compress(content, compresslevel=9, mtime=0))
+    return Size(bytes=raw, gzip_bytes=zipped)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    metric: str
+    before: float
+    after: float
+    drop: float  # positive = worse, in the metric's own units (a fraction for accuracy)
+    max_drop: float
+    passed: bool
+
+    def message(self) -> str:
+        metric = METRICS[self.metric]
+        scale = 100.0 if metric.unit == "points" else 1.0
+
+        def amount(value: float) -> str:
+            number = f"{value * scale:.1f}"
+            return f"{number} point" if number == "1.0" else f"{number} {metric.unit}"
+
+        verb = "dropped" if self.drop >= 0 else "rose"
+        limit = f"max{self.metric[:1].upper()}{self.metric[1:]}Drop"
+        relation = "above" if not self.passed else "within"
+        return (
+            f"{self.metric} {verb} {amount(abs(self.drop))} ({self.before:.3f} -> {self.after:.3f}), "
+            f"{relation} {limit} {amount(self.max_drop)}"
+        )
+
+
+def check_gate(metric: Metric, before: float, after: float, max_drop: float) -> GateResult:
+    drop = before - after if metric.higher_is_better else after - before
+    return GateResult(
+        metric=metric.name,
+        before=before,
+        after=after,
+        drop=drop,
+        max_drop=max_drop,
+        passed=drop <= max_drop + 1e-9,
+    )
+
+
+def score(metric: Metric, predictor: Predictor, x: npt.NDArray[Any], y: npt.NDArray[Any], what: str) -> float:
+    try:
+        outputs = predictor.predict(x)
+    except (ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OptimizeError(Reason.INVALID_DATASET, f"evaluating the {what} model failed: {first[:300]}") from None
+    return metric.compute(y, outputs)

@@ -1,0 +1,71 @@
+"""Progress lines for `kubectl logs -f`: each stage says when it starts and how long it took.
+
+Progress goes to stdout, one line per event, flushed at once; stderr is kept for the single line
+that names the cause of a failure. `--log-format json` gives one JSON object per line for log
+pipelines, `text` a line a person reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Literal, TextIO
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+
+class ProgressLog:
+    """Writes progress events and keeps each finished stage's duration in `timings`."""
+
+    def __init__(
+        self,
+        fmt: LogFormat = "text",
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fmt: LogFormat = fmt
+        self._stream = stream
+        self._clock = clock
+        self.timings: dict[str, float] = {}
+
+    def info(self, message: str, stage: str | None = None, **fields: object) -> None:
+        self._emit("info", message, stage, fields)
+
+    def warning(self, message: str, stage: str | None = None, **fields: object) -> None:
+        self._emit("warning", message, stage, fields)
+
+    @contextmanager
+    def stage(self, name: str, **fields: object) -> Iterator[None]:
+        """Log the start and end of a stage; a failing stage is logged and the error re-raised."""
+        self._emit("info", "started", name, fields)
+        start = self._clock()
+        try:
+            yield
+        except BaseException:
+            seconds = round(self._clock() - start, 3)
+            self._emit("error", f"failed after {seconds:.2f}s", name, {"seconds": seconds})
+            raise
+        seconds = round(self._clock() - start, 3)
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+        self._emit("info", f"done in {seconds:.2f}s", name, {"seconds": seconds})
+
+    def _emit(self, level: str, message: str, stage: str | None, fields: dict[str, object]) -> None:
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if self.fmt == "json":
+            record: dict[str, object] = {"time": now, "level": level, "logger": "modeldeploy.optimize"}
+            if stage is not None:
+                record["stage"] = stage
+            record["message"] = message
+            record.update(fields)
+            line = json.dumps(record, default=str, separators=(",", ":"))
+        else:
+            where = f"{stage}: " if stage else ""
+            extra = "".join(f" {k}={v}" for k, v in fields.items() if k != "seconds")
+            line = f"{now} {level.upper():7} optimize {where}{message}{extra}"
+        stream = self._stream if self._stream is not None else sys.stdout
+        print(line, file=stream, flush=True)

@@ -1,0 +1,339 @@
+"""One optimization run, stage by stage: fetch, load, data, prune, quantize, evaluate, gate, export.
+
+Called by the CLI with validated Options. Everything is built in a private work folder (system
+temp); the output location is touched only by the final `export` stage, after the quality gate has
+passed, so a failed run leaves nothing where TF Serving looks. Each stage is logged with its timing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modeldeploy import __version__
+from modeldeploy.optimize.convert import (
+    ModelSignature,
+    export_saved_model,
+    keras_signature,
+    load_keras_model,
+    locate_saved_model,
+    saved_model_signature,
+)
+from modeldeploy.optimize.data import Dataset, fit_to_model, load_npz
+from modeldeploy.optimize.errors import OptimizeError, Reason
+from modeldeploy.optimize.evaluate import (
+    Latency,
+    Predictor,
+    SavedModelPredictor,
+    Size,
+    TFLitePredictor,
+    check_gate,
+    measure_latency,
+    score,
+    size_of,
+)
+from modeldeploy.optimize.export import (
+    REPORT_FILE,
+    check_target,
+    publish,
+    remove_stale_staging,
+    write_sums,
+)
+from modeldeploy.optimize.logs import ProgressLog
+from modeldeploy.optimize.metrics import METRICS
+from modeldeploy.optimize.options import ModelFormat, Options, Quantization
+from modeldeploy.optimize.prune import PruneReport, prune
+from modeldeploy.optimize.quantize import artifact_format, quantize, representative_sample
+from modeldeploy.optimize.report import Evaluation, Report
+from modeldeploy.optimize.storage import Fetched, display_uri, fetch, tree_manifest
+
+TFLITE_FILE = "model.tflite"
+_NOT_FROM_SOURCE = shutil.ignore_patterns(TFLITE_FILE, REPORT_FILE, "SHA256SUMS")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    report: Report
+    path: Path
+
+
+def _fetch_dataset(uri: str | None, work: Path, opts: Options, what: str) -> Fetched | None:
+    if uri is None:
+        return None
+    return fetch(uri, work, pvc_root=opts.pvc_root, what=what)
+
+
+def _dataset(fetched: Fetched | None, signature: ModelSignature) -> Dataset | None:
+    if fetched is None:
+        return None
+    dataset = load_npz(fetched.path, fetched.uri)
+    return fit_to_model(dataset, signature.input_shape, signature.input_dtype, signature.num_classes)
+
+
+def _synthetic(signature: ModelSignature, count: int) -> np.ndarray[Any, Any]:
+    shape = tuple(1 if d is None else d for d in signature.input_shape)
+    return np.random.default_rng(0).random((count, *shape)).astype(signature.input_dtype)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    signature: ModelSignature
+    baseline_dir: Path  # the unoptimized model as a SavedModel: the reference for every comparison
+    keras_model: Any  # None for a SavedModel source
+
+
+@dataclass(frozen=True)
+class _Measured:
+    evaluation: Evaluation | None
+    latency_baseline: Latency
+    latency_optimized: Latency
+    latency_data: str
+
+
+def run(opts: Options, log: ProgressLog) -> Outcome:
+    """Run every stage; raise OptimizeError with the failure's class, or return the report."""
+    started = time.monotonic()
+    check_target(opts.output, opts.version)  # cheap: fail before minutes of work
+    with tempfile.TemporaryDirectory(prefix="modeldeploy-optimize-") as tmp:
+        work = Path(tmp)
+        with log.stage("fetch", source=display_uri(opts.source)):
+            source = fetch(
+                opts.source, work / "source", pvc_root=opts.pvc_root, what="model", expected_sha256=opts.sha256
+            )
+            log.info("model fetched", stage="fetch", sha256=source.sha256, bytes=source.size_bytes)
+            train_file = _fetch_dataset(opts.train_data, work / "train", opts, "train data")
+            eval_file = _fetch_dataset(opts.eval_data, work / "eval", opts, "eval data")
+        with log.stage("load", format=opts.format.value):
+            loaded = _load(opts, source, work)
+            signature = loaded.signature
+            log.info(
+                "model loaded",
+                stage="load",
+                input=f"{signature.input_name}{list(signature.input_shape)}",
+                classes=signature.num_classes,
+            )
+        with log.stage("data"):
+            train = _dataset(train_file, signature)
+            evaluation_data = _dataset(eval_file, signature)
+            log.info(
+                "datasets checked",
+                stage="data",
+                train=len(train) if train is not None else "none",
+                eval=len(evaluation_data) if evaluation_data is not None else "none",
+            )
+        optimized_dir, prune_report = loaded.baseline_dir, None
+        if opts.prunes:
+            with log.stage("prune", dense=opts.dense_sparsity, conv=opts.conv_sparsity, epochs=opts.fine_tune_epochs):
+                optimized_dir, prune_report = _prune(opts, loaded, train, work, log)
+        elif opts.fine_tune_epochs > 0:
+            log.info("fine-tuning skipped: nothing is pruned", stage="prune")
+        tflite, representative_from = None, None
+        if opts.quantization is not Quantization.NONE:
+            with log.stage("quantize", mode=opts.quantization.value):
+                tflite, representative_from = _quantize(opts, optimized_dir, train, evaluation_data)
+                log.info("model.tflite built", stage="quantize", bytes=len(tflite))
+        with log.stage("evaluate"):
+            measured = _evaluate(opts, loaded, optimized_dir, tflite, train, evaluation_data, log)
+        if measured.evaluation is not None and not measured.evaluation.gate.passed:
+            raise OptimizeError(Reason.QUALITY_GATE_FAILED, measured.evaluation.gate.message())
+        with log.stage("bundle"):
+            bundle = work / "bundle"
+            report = _bundle(
+                opts,
+                bundle,
+                source=source,
+                loaded=loaded,
+                optimized_dir=optimized_dir,
+                tflite=tflite,
+                representative_from=representative_from,
+                prune_report=prune_report,
+                measured=measured,
+                log=log,
+                started=started,
+            )
+        with log.stage("export", output=str(opts.output / str(opts.version))):
+            for stale in remove_stale_staging(opts.output, opts.version):
+                log.warning(f"removed a staging folder left by an interrupted run: {stale}", stage="export")
+            path = publish(bundle, opts.output, opts.version)
+    return Outcome(report=report, path=path)
+
+
+def _load(opts: Options, source: Fetched, work: Path) -> _Loaded:
+    """The model and its signature, and the baseline SavedModel every comparison is made against."""
+    if opts.format is ModelFormat.SAVEDMODEL:
+        if opts.prunes:
+            raise OptimizeError(
+                Reason.UNSUPPORTED_MODEL,
+                f"model {display_uri(opts.source)}: pruning needs the Keras model (.keras or .h5); "
+                "a SavedModel can be quantized only",
+            )
+        baseline_dir = locate_saved_model(source.path, work / "source-unpacked", opts.source)
+        return _Loaded(saved_model_signature(baseline_dir, opts.source), baseline_dir, None)
+    model = load_keras_model(source.path, opts.format, work / "source-link", opts.source)
+    signature = keras_signature(model, opts.source)
+    export_saved_model(model, signature, work / "baseline")
+    return _Loaded(signature, work / "baseline", model)
+
+
+def _prune(
+    opts: Options, loaded: _Loaded, train: Dataset | None, work: Path, log: ProgressLog
+) -> tuple[Path, PruneReport]:
+    report = prune(
+        loaded.keras_model,
+        dense_sparsity=opts.dense_sparsity,
+        conv_sparsity=opts.conv_sparsity,
+        fine_tune_epochs=opts.fine_tune_epochs,
+        train=train,
+        log=log,
+    )
+    for layer in report.layers:
+        log.info(
+            f"{layer.weight}: sparsity {layer.sparsity:.4f}", stage="prune", family=layer.family, target=layer.target
+        )
+    export_saved_model(loaded.keras_model, loaded.signature, work / "pruned")
+    return work / "pruned", report
+
+
+def _quantize(
+    opts: Options, saved_model_dir: Path, train: Dataset | None, evaluation_data: Dataset | None
+) -> tuple[bytes, str | None]:
+    if opts.quantization is not Quantization.INT8:
+        return quantize(saved_model_dir, opts.quantization), None
+    calibration, source = (train, "train-data") if train is not None else (evaluation_data, "eval-data")
+    if calibration is None:  # options_from_args refuses int8 without data; keep the message anyway
+        raise OptimizeError(Reason.INVALID_ARGUMENTS, "int8 needs representative data: give --train-data")
+    return quantize(saved_model_dir, opts.quantization, representative_sample(calibration.x)), source
+
+
+def _evaluate(
+    opts: Options,
+    loaded: _Loaded,
+    optimized_dir: Path,
+    tflite: bytes | None,
+    train: Dataset | None,
+    evaluation_data: Dataset | None,
+    log: ProgressLog,
+) -> _Measured:
+    """Quality before and after (when there is eval data), latency per example of both."""
+    metric = METRICS[opts.metric]
+    baseline: Predictor = SavedModelPredictor(loaded.baseline_dir, loaded.signature)
+    candidate: Predictor = (
+        TFLitePredictor(tflite) if tflite is not None else SavedModelPredictor(optimized_dir, loaded.signature)
+    )
+    evaluation = None
+    if evaluation_data is not None:
+        before = score(metric, baseline, evaluation_data.x, evaluation_data.y, "baseline")
+        after = score(metric, candidate, evaluation_data.x, evaluation_data.y, "optimized")
+        gate = check_gate(metric, before, after, opts.max_accuracy_drop)
+        evaluation = Evaluation(
+            metric=metric.name, examples=len(evaluation_data), data_uri=display_uri(evaluation_data.uri), gate=gate
+        )
+        log.info(gate.message(), stage="evaluate", before=round(before, 4), after=round(after, 4))
+    else:
+        log.warning("no --eval-data: quality not measured, no quality gate", stage="evaluate")
+    if evaluation_data is not None:
+        latency_x, latency_data = evaluation_data.x, "eval-data"
+    elif train is not None:
+        latency_x, latency_data = train.x, "train-data"
+    else:
+        latency_x, latency_data = _synthetic(loaded.signature, 200), "synthetic"
+    latency_baseline = measure_latency(baseline, latency_x)
+    latency_optimized = measure_latency(candidate, latency_x)
+    log.info(f"p50 {latency_baseline.p50_ms:.3f} ms -> {latency_optimized.p50_ms:.3f} ms per example", stage="evaluate")
+    return _Measured(evaluation, latency_baseline, latency_optimized, latency_data)
+
+
+def _bundle(
+    opts: Options,
+    bundle: Path,
+    *,
+    source: Fetched,
+    loaded: _Loaded,
+    optimized_dir: Path,
+    tflite: bytes | None,
+    representative_from: str | None,
+    prune_report: PruneReport | None,
+    measured: _Measured,
+    log: ProgressLog,
+    started: float,
+) -> Report:
+    """Assemble the version folder's content in the work folder: SavedModel, model.tflite, report, sums."""
+    shutil.copytree(optimized_dir, bundle, ignore=_NOT_FROM_SOURCE)
+    saved_model_size = size_of(bundle)
+    if tflite is not None:
+        (bundle / TFLITE_FILE).write_bytes(tflite)
+    artifacts = dict(tree_manifest(bundle))
+    report = _report(
+        opts,
+        source=source,
+        baseline_dir=loaded.baseline_dir,
+        bundle=bundle,
+        saved_model_size=saved_model_size,
+        tflite=tflite,
+        representative_from=representative_from,
+        prune_report=prune_report,
+        evaluation=measured.evaluation,
+        latencies=(measured.latency_baseline, measured.latency_optimized, measured.latency_data),
+        artifacts=artifacts,
+        artifact_sha256=artifacts.get(TFLITE_FILE) or artifacts["saved_model.pb"],
+        log=log,
+        started=started,
+    )
+    (bundle / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    write_sums(bundle)
+    return report
+
+
+def _report(
+    opts: Options,
+    *,
+    source: Fetched,
+    baseline_dir: Path,
+    bundle: Path,
+    saved_model_size: Size,
+    tflite: bytes | None,
+    representative_from: str | None,
+    prune_report: PruneReport | None,
+    evaluation: Evaluation | None,
+    latencies: tuple[Latency, Latency, str],
+    artifacts: dict[str, str],
+    artifact_sha256: str,
+    log: ProgressLog,
+    started: float,
+) -> Report:
+    import keras
+    import tensorflow as tf
+
+    baseline_size = size_of(baseline_dir)
+    optimized_size = size_of(bundle / TFLITE_FILE) if tflite is not None else saved_model_size
+    return Report(
+        version=opts.version,
+        format=artifact_format(opts.quantization),
+        source_uri=display_uri(opts.source),
+        source_format=opts.format.value,
+        source_sha256=source.sha256,
+        source_bytes=source.size_bytes,
+        baseline_size=baseline_size,
+        optimized_size=optimized_size,
+        saved_model_size=saved_model_size,
+        requested_sparsity={"dense": opts.dense_sparsity, "conv": opts.conv_sparsity},
+        prune=prune_report,
+        quantization=opts.quantization.value,
+        representative_data=representative_from,
+        evaluation=evaluation,
+        latency_baseline=latencies[0],
+        latency_optimized=latencies[1],
+        latency_data=latencies[2],
+        artifacts=artifacts,
+        artifact_sha256=artifact_sha256,
+        stages=dict(log.timings),
+        duration_seconds=round(time.monotonic() - started, 3),
+        tool={"modeldeploy": __version__, "tensorflow": str(tf.__version__), "keras": str(keras.__version__)},
+    )

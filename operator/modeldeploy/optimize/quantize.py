@@ -1,0 +1,68 @@
+"""Post-training quantization with the TFLite converter, into the `model.tflite` TF Serving prefers.
+
+Modes: `dynamic` (int8 weights, float activations), `float16` (half-precision weights) and `int8`
+(full integer: weights and activations, calibrated on representative examples from the training
+data, else the evaluation data). The int8 model keeps float32 input and output (quantize and
+dequantize ops at its edges) so the request format stays that of the SavedModel: TF Serving's
+`--prefer_tflite_model` can swap one for the other without clients noticing. A converter failure
+(an op with no int8 kernel, say) is UnsupportedModel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modeldeploy.optimize.convert import SIGNATURE_KEY
+from modeldeploy.optimize.errors import OptimizeError, Reason
+from modeldeploy.optimize.options import Quantization
+
+REPRESENTATIVE_SAMPLES = 200
+
+
+def artifact_format(mode: Quantization) -> str:
+    """The `format` word of the report: what TF Serving will load."""
+    return "savedmodel" if mode is Quantization.NONE else f"tflite-{mode.value}"
+
+
+def representative_sample(x: npt.NDArray[Any], seed: int = 0) -> npt.NDArray[Any]:
+    """Up to REPRESENTATIVE_SAMPLES examples drawn evenly at random (fixed seed: reproducible)."""
+    if len(x) <= REPRESENTATIVE_SAMPLES:
+        return x
+    chosen = np.random.default_rng(seed).choice(len(x), REPRESENTATIVE_SAMPLES, replace=False)
+    return x[np.sort(chosen)]
+
+
+def quantize(saved_model_dir: Path, mode: Quantization, representative: npt.NDArray[Any] | None = None) -> bytes:
+    """Convert the SavedModel's serving signature to a TFLite flatbuffer in the given mode."""
+    import tensorflow as tf
+
+    if mode is Quantization.NONE:
+        raise ValueError("quantize() needs a quantization mode")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[SIGNATURE_KEY])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode is Quantization.FLOAT16:
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode is Quantization.INT8:
+        if representative is None or len(representative) == 0:
+            raise OptimizeError(Reason.INVALID_ARGUMENTS, "int8 quantization needs representative data")
+        examples = representative.astype(np.float32)
+
+        def dataset() -> Iterator[list[npt.NDArray[Any]]]:
+            for index in range(len(examples)):
+                yield [examples[index : index + 1]]
+
+        converter.representative_dataset = dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # inference_input_type / inference_output_type stay float32: see the module docstring.
+    try:
+        return bytes(converter.convert())
+    except Exception as exc:  # ConverterError and friends
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OptimizeError(
+            Reason.UNSUPPORTED_MODEL, f"TFLite conversion ({mode.value}) failed: {first[:400]}"
+        ) from None

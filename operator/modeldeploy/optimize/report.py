@@ -1,0 +1,206 @@
+"""What a run produced, in two shapes: `report.json` beside the model and the termination message.
+
+`report.json` is the full record (sizes, per-layer sparsity, metric before and after, latency,
+stage timings, sha256 of each artifact). The termination message is one line of compact JSON under
+4096 bytes that Kubernetes copies into the Pod's status, where the operator reads `result`,
+`reason` and the headline numbers without mounting the volume.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modeldeploy.optimize.errors import OptimizeError
+from modeldeploy.optimize.evaluate import GateResult, Latency, Size
+from modeldeploy.optimize.prune import PruneReport
+
+REPORT_SCHEMA_VERSION = 1
+TERMINATION_LIMIT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metric: str
+    examples: int
+    data_uri: str
+    gate: GateResult
+
+
+@dataclass(frozen=True)
+class Report:
+    version: int
+    format: str
+    source_uri: str
+    source_format: str
+    source_sha256: str
+    source_bytes: int
+    baseline_size: Size
+    optimized_size: Size
+    saved_model_size: Size
+    requested_sparsity: dict[str, float]
+    prune: PruneReport | None
+    quantization: str
+    representative_data: str | None
+    evaluation: Evaluation | None
+    latency_baseline: Latency
+    latency_optimized: Latency
+    latency_data: str
+    artifacts: dict[str, str]
+    artifact_sha256: str
+    stages: dict[str, float]
+    duration_seconds: float
+    tool: dict[str, str] = field(default_factory=dict)
+
+    def sparsity(self) -> dict[str, float]:
+        if self.prune is None:
+            return {"dense": 0.0, "conv": 0.0}
+        return {family: round(self.prune.family_sparsity(family), 4) for family in ("dense", "conv")}
+
+    def to_json(self) -> dict[str, Any]:
+        evaluation: dict[str, Any]
+        if self.evaluation is None:
+            evaluation = {
+                "evaluated": False,
+                "note": "no --eval-data given: quality not measured, quality gate not applied",
+            }
+        else:
+            gate = self.evaluation.gate
+            evaluation = {
+                "evaluated": True,
+                "metric": gate.metric,
+                "data": self.evaluation.data_uri,
+                "examples": self.evaluation.examples,
+                "before": gate.before,
+                "after": gate.after,
+                "drop": gate.drop,
+                "maxDrop": gate.max_drop,
+                "gate": "Passed" if gate.passed else "Failed",
+                "message": gate.message(),
+            }
+        pruning: dict[str, Any] = {"requested": self.requested_sparsity, "achieved": self.sparsity()}
+        if self.prune is not None:
+            pruning["fineTuneEpochs"] = self.prune.fine_tune_epochs
+            pruning["fineTuneFinalLoss"] = self.prune.fine_tune_loss
+            pruning["layers"] = [
+                {
+                    "layer": layer.layer,
+                    "weight": layer.weight,
+                    "family": layer.family,
+                    "target": layer.target,
+                    "sparsity": round(layer.sparsity, 6),
+                    "size": layer.size,
+                }
+                for layer in self.prune.layers
+            ]
+        return {
+            "schemaVersion": REPORT_SCHEMA_VERSION,
+            "result": "Succeeded",
+            "version": self.version,
+            "format": self.format,
+            "source": {
+                "uri": self.source_uri,
+                "format": self.source_format,
+                "sha256": self.source_sha256,
+                "bytes": self.source_bytes,
+            },
+            "sizes": {
+                "baselineSavedModel": _size(self.baseline_size),
+                "optimized": _size(self.optimized_size),
+                "savedModel": _size(self.saved_model_size),
+                "ratioRaw": _ratio(self.baseline_size.bytes, self.optimized_size.bytes),
+                "ratioGzip": _ratio(self.baseline_size.gzip_bytes, self.optimized_size.gzip_bytes),
+            },
+            "pruning": pruning,
+            "quantization": {
+                "mode": self.quantization,
+                "ioType": "float32",
+                "representativeData": self.representative_data,
+            },
+            "evaluation": evaluation,
+            "latency": {
+                "data": self.latency_data,
+                "baseline": _latency(self.latency_baseline),
+                "optimized": _latency(self.latency_optimized),
+            },
+            "artifacts": self.artifacts,
+            "artifactSha256": self.artifact_sha256,
+            "stages": self.stages,
+            "durationSeconds": self.duration_seconds,
+            "tool": self.tool,
+        }
+
+    def termination_summary(self, duration_seconds: float) -> dict[str, Any]:
+        gate = self.evaluation.gate if self.evaluation is not None else None
+        return {
+            "result": "Succeeded",
+            "version": self.version,
+            "format": self.format,
+            "originalBytes": self.baseline_size.bytes,
+            "optimizedBytes": self.optimized_size.bytes,
+            "originalGzipBytes": self.baseline_size.gzip_bytes,
+            "optimizedGzipBytes": self.optimized_size.gzip_bytes,
+            "sparsity": self.sparsity(),
+            "metric": gate.metric if gate else None,
+            "accuracyBefore": round(gate.before, 4) if gate else None,
+            "accuracyAfter": round(gate.after, 4) if gate else None,
+            "gate": ("Passed" if gate.passed else "Failed") if gate else "Skipped",
+            "latencyP50Ms": round(self.latency_optimized.p50_ms, 4),
+            "latencyP95Ms": round(self.latency_optimized.p95_ms, 4),
+            "artifactSha256": self.artifact_sha256,
+            "durationSeconds": round(duration_seconds, 2),
+        }
+
+
+def _size(size: Size) -> dict[str, int]:
+    return {"bytes": size.bytes, "gzipBytes": size.gzip_bytes}
+
+
+def _ratio(before: int, after: int) -> float:
+    return round(before / after, 3) if after else 0.0
+
+
+def _latency(latency: Latency) -> dict[str, float]:
+    return {"p50Ms": round(latency.p50_ms, 4), "p95Ms": round(latency.p95_ms, 4), "examples": latency.examples}
+
+
+def compact(document: dict[str, Any]) -> str:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def failure_message(error: OptimizeError) -> str:
+    """The failure's termination line, its message cut to keep the line under the limit."""
+    message = error.message
+    while True:
+        line = compact({"result": "Failed", "reason": error.reason.value, "message": message})
+        if len(line.encode()) < TERMINATION_LIMIT_BYTES:
+            return line
+        message = message[: max(0, len(message) - (len(line.encode()) - TERMINATION_LIMIT_BYTES) - 16)] + "..."
+
+
+def success_message(report: Report, duration_seconds: float, manifest_sha256: str | None = None) -> str:
+    """The termination line; `manifest_sha256` is the digest of the published SHA256SUMS, which the
+    operator hands to the serving pods so they refuse a folder that changed since."""
+    summary = report.termination_summary(duration_seconds)
+    if manifest_sha256:
+        summary["manifestSha256"] = manifest_sha256
+    line = compact(summary)
+    if len(line.encode()) >= TERMINATION_LIMIT_BYTES:  # cannot happen with the fixed fields; be safe
+        line = compact({"result": "Succeeded", "version": report.version, "format": report.format})
+    return line
+
+
+def write_termination_message(path: Path | None, line: str) -> str | None:
+    """Write the line; a missing parent folder (not in Kubernetes) is skipped silently.
+
+    Returns a problem description when the file exists-or-could-exist but writing failed.
+    """
+    if path is None or not path.parent.is_dir():
+        return None
+    try:
+        path.write_text(line + "\n", encoding="utf-8")
+    except OSError as exc:
+        return f"cannot write the termination message to {path}: {exc.strerror or exc}"
+    return None

@@ -1,0 +1,71 @@
+"""`modeldeploy verify`: refuse a model folder that is not what the optimizer published.
+
+Runs as the `verify-model` init container of every serving pod, before TF Serving starts: the
+SHA256SUMS file of the version folder must have the digest the optimizer reported (the operator
+passes it from the ModelDeployment's status), and every file must match SHA256SUMS with no file
+added. A tampered artifact therefore never loads; the pod's init container fails with a one-line
+termination message that the operator turns into `ServingReady=False, ArtifactVerificationFailed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+SUMS_FILE = "SHA256SUMS"
+EXIT_TAMPERED = 3
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="check a model folder against its published sha256", description=__doc__
+    )
+    parser.add_argument("--dir", required=True, type=Path, help="the version folder, e.g. /models/NAME/1")
+    parser.add_argument("--manifest-sha256", required=True, help="expected sha256 of DIR/SHA256SUMS")
+    parser.add_argument("--termination-message-path", default="/dev/termination-log", type=Path)
+    parser.set_defaults(func=run)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def problems(folder: Path, manifest_sha256: str) -> list[str]:
+    """What is wrong with the folder; empty when it is exactly what was published."""
+    sums = folder / SUMS_FILE
+    if not sums.is_file():
+        return [f"{sums} is missing"]
+    if _sha256(sums) != manifest_sha256:
+        return [f"{sums} differs from the published digest {manifest_sha256[:12]}..."]
+    listed: dict[str, str] = {}
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {SUMS_FILE}
+    out = [f"{name}: not in SHA256SUMS (added after publishing)" for name in sorted(found - set(listed))]
+    out += [f"{name}: missing" for name in sorted(set(listed) - found)]
+    out += [
+        f"{name}: content changed" for name in sorted(found & set(listed)) if _sha256(folder / name) != listed[name]
+    ]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    found = problems(args.dir, args.manifest_sha256)
+    if not found:
+        print(f"verified {args.dir}: every file matches the published SHA256SUMS")
+        return 0
+    message = f"ArtifactTampered: {args.dir}: " + "; ".join(found)
+    print(f"modeldeploy verify: {message}", file=sys.stderr)
+    if args.termination_message_path.parent.is_dir():
+        with contextlib.suppress(OSError):
+            args.termination_message_path.write_text(message[:4000])
+    return EXIT_TAMPERED

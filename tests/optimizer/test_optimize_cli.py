@@ -1,0 +1,149 @@
+"""The CLI contract the operator's Job builder relies on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from modeldeploy.optimize import cli
+from modeldeploy.optimize.errors import Reason, reason_table_markdown
+
+
+def test_register_adds_the_optimize_subcommand_with_every_flag():
+    parser = argparse.ArgumentParser(prog="modeldeploy")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        [
+            "optimize", "--source", "s3://b/m.keras", "--format", "keras", "--sha256", "0" * 64,
+            "--output", "/mnt/models/digits", "--version", "3", "--dense-sparsity", "0.8",
+            "--conv-sparsity", "0.5", "--fine-tune-epochs", "2", "--train-data", "s3://b/train.npz",
+            "--quantization", "int8", "--eval-data", "s3://b/eval.npz", "--metric", "accuracy",
+            "--max-accuracy-drop", "0.01", "--pvc-root", "/mnt/pvc",
+            "--termination-message-path", "/dev/termination-log", "--log-format", "json",
+        ]
+    )  # fmt: skip
+    assert args.func is cli.run
+    assert (args.version, args.dense_sparsity, args.quantization, args.log_format) == ("3", "0.8", "int8", "json")
+
+
+def test_importing_the_cli_does_not_import_tensorflow():
+    code = (
+        "import sys, argparse; import modeldeploy.optimize.cli as c; "
+        "c.register(argparse.ArgumentParser().add_subparsers()); "
+        "heavy = [m for m in ('tensorflow', 'keras', 'boto3') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_real_process_prints_one_stderr_line_even_after_tensorflow_loaded(tmp_path):
+    """TensorFlow's C++ logs go to fd 2 on import; the CLI routes them to stdout."""
+    (tmp_path / "m.keras").write_bytes(b"PK\x03\x04 but not really a zip")
+    termination = tmp_path / "termination-log"
+    process = subprocess.run(
+        [sys.executable, "-m", "modeldeploy.optimize.cli", "--source", str(tmp_path / "m.keras"),
+         "--output", str(tmp_path / "out"), "--version", "1", "--termination-message-path", str(termination),
+         "--log-format", "json"],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert process.returncode == Reason.MODEL_LOAD_FAILED.exit_code, process.stderr
+    assert process.stderr.count("\n") == 1, process.stderr
+    assert process.stderr.startswith("modeldeploy optimize: ModelLoadFailed: model ")
+    assert json.loads(termination.read_text())["reason"] == "ModelLoadFailed"
+    events = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    assert next(e["message"] for e in events if e.get("stage") == "load") == "started"
+    assert any(e["level"] == "error" and e["stage"] == "load" for e in events)
+
+
+def test_json_progress_log_times_every_stage(optimize, mlp, tmp_path):
+    run = optimize(
+        "--source", mlp.keras_path, "--output", tmp_path / "out", "--version", "1", "--log-format", "json",
+        "--quantization", "dynamic", "--eval-data", mlp.eval_path,
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    finished = {e["stage"]: e["seconds"] for e in events if e.get("message", "").startswith("done in")}
+    assert list(finished) == ["fetch", "load", "data", "quantize", "evaluate", "bundle", "export"]
+    report = json.loads((tmp_path / "out" / "1" / "report.json").read_text())
+    assert set(report["stages"]) == set(finished) - {"bundle", "export"}  # report.json is written in "bundle"
+
+
+def test_reason_table_lists_every_reason():
+    table = reason_table_markdown()
+    for reason in Reason:
+        assert f"| {reason.exit_code} | {reason.value} |" in table
+
+
+@pytest.mark.parametrize("flag", ["--help"])
+def test_help_lists_the_contract(flag, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([flag])
+    text = capsys.readouterr().out
+    flags = (
+        "--source --format --sha256 --output --version --dense-sparsity --conv-sparsity --fine-tune-epochs "
+        "--train-data --quantization --eval-data --metric --max-accuracy-drop --pvc-root "
+        "--termination-message-path --log-format"
+    )
+    for name in flags.split():
+        assert name in text
+
+
+def test_sigterm_cleans_up_and_reports_terminated(tmp_path):
+    """A deleted Pod gets SIGTERM: the run stops, publishes nothing, and says why."""
+    import http.server
+    import threading
+    import time
+
+    release = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            release.wait(30)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    termination = tmp_path / "termination-log"
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modeldeploy.optimize.cli",
+             "--source", f"http://127.0.0.1:{server.server_address[1]}/m.keras",
+             "--output", str(tmp_path / "out"), "--version", "1", "--termination-message-path", str(termination)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert "fetch: started" in process.stdout.readline()
+        time.sleep(0.3)
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert process.returncode == Reason.TERMINATED.exit_code == 143, stderr
+    assert stderr.startswith("modeldeploy optimize: Terminated: ") and stderr.count("\n") == 1
+    assert json.loads(termination.read_text())["reason"] == "Terminated"
+    assert not (tmp_path / "out").exists()
+
+
+def test_reference_entry_point_writes_models_and_datasets(tmp_path, capsys):
+    from modeldeploy.optimize import reference
+
+    assert reference.main(["--out", str(tmp_path), "--epochs", "1"]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(
+        [f"{m}{suffix}" for m in ("mlp", "cnn") for suffix in (".keras", ".h5", "-train.npz", "-eval.npz")]
+        + ["reference.json"]
+    )
+    manifest = json.loads((tmp_path / "reference.json").read_text())
+    assert manifest["models"]["mlp"]["params"] == 301_066
+    with np.load(tmp_path / "cnn-eval.npz") as data:
+        assert data["x"].shape[1:] == (8, 8, 1) and len(data["x"]) == len(data["y"]) == 360
+    assert "mlp:" in capsys.readouterr().out

@@ -1,0 +1,121 @@
+"""The version folder appears complete or not at all; an existing one is never touched."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from modeldeploy.optimize import export
+from modeldeploy.optimize.errors import OptimizeError, Reason
+from modeldeploy.optimize.export import SUMS_FILE, publish, staging_prefix, verify_sums, write_sums
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    folder = tmp_path / "bundle"
+    (folder / "variables").mkdir(parents=True)
+    for index in range(12):
+        (folder / "variables" / f"shard-{index}").write_bytes(os.urandom(2048))
+    (folder / "saved_model.pb").write_bytes(b"graph" * 100)
+    (folder / "report.json").write_text("{}")
+    write_sums(folder)
+    return folder
+
+
+def test_a_watcher_never_sees_a_partial_version(bundle, tmp_path, monkeypatch):
+    out = tmp_path / "serving"
+    target = out / "5"
+    real_copy = export._copy_file
+
+    def slow_copy(src, dst):
+        time.sleep(0.02)  # widen the window in which a partial folder could be seen
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(export, "_copy_file", slow_copy)
+    seen = {"complete": 0, "staging": 0, "partial": []}
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            if any(p.name.startswith(staging_prefix(5)) for p in out.glob(".*")):
+                seen["staging"] += 1
+            if target.exists():
+                try:
+                    verify_sums(target)
+                    seen["complete"] += 1
+                except (OSError, ValueError) as exc:
+                    seen["partial"].append(str(exc))
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert publish(bundle, out, 5) == target
+        time.sleep(0.01)
+    finally:
+        done.set()
+        watcher.join()
+    assert seen["partial"] == []
+    assert seen["staging"] > 0  # the copy was observed in progress, under a name TF Serving ignores
+    assert seen["complete"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["5"]
+
+
+def test_a_failed_copy_leaves_nothing(bundle, tmp_path, monkeypatch):
+    out = tmp_path / "serving"
+    real_copy = export._copy_file
+    calls = []
+
+    def failing_copy(src, dst):
+        calls.append(src)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(export, "_copy_file", failing_copy)
+    with pytest.raises(OptimizeError) as caught:
+        publish(bundle, out, 1)
+    assert caught.value.reason is Reason.EXPORT_FAILED
+    assert "No space left" in caught.value.message
+    assert list(out.iterdir()) == []
+
+
+def test_a_corrupted_copy_is_caught_before_the_rename(bundle, tmp_path, monkeypatch):
+    out = tmp_path / "serving"
+    real_copy = export._copy_file
+
+    def flipping_copy(src, dst):
+        result = real_copy(src, dst)
+        if str(src).endswith("saved_model.pb"):
+            with open(dst, "r+b") as handle:
+                handle.write(b"X")
+        return result
+
+    monkeypatch.setattr(export, "_copy_file", flipping_copy)
+    with pytest.raises(OptimizeError, match=r"saved_model\.pb"):
+        publish(bundle, out, 1)
+    assert list(out.iterdir()) == []
+
+
+def test_an_existing_version_is_refused_and_untouched(bundle, tmp_path):
+    out = tmp_path / "serving"
+    (out / "1").mkdir(parents=True)
+    (out / "1" / "keep").write_text("serving")
+    with pytest.raises(OptimizeError) as caught:
+        publish(bundle, out, 1)
+    assert caught.value.reason is Reason.VERSION_EXISTS
+    assert [p.name for p in (out / "1").iterdir()] == ["keep"]
+    assert sorted(p.name for p in out.iterdir()) == ["1"]
+
+
+def test_published_files_are_readable_by_another_user(bundle, tmp_path):
+    target = publish(bundle, tmp_path / "serving", 2)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert stat.S_IMODE((target / "variables").stat().st_mode) == 0o755
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in target.rglob("*") if p.is_file())
+    lines = (target / SUMS_FILE).read_text().splitlines()
+    assert len(lines) == 14 and all(len(line.split("  ")[0]) == 64 for line in lines)

@@ -1,0 +1,185 @@
+"""Bad input fails with its class's exit code, one line on stderr, a termination message, no artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from modeldeploy.optimize.errors import FAILURES, Reason
+
+
+def assert_failed(run, reason: Reason, *, mentions: str, out=None):
+    assert run.code == reason.exit_code, (run.code, run.stderr)
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith(f"modeldeploy optimize: {reason.value}: ")
+    assert mentions in lines[0]
+    assert "Traceback" not in run.stderr + run.stdout
+    message = run.termination
+    assert message["result"] == "Failed" and message["reason"] == reason.value
+    assert mentions in message["message"]
+    if out is not None:
+        assert not out.exists(), sorted(out.rglob("*"))
+
+
+def test_exit_codes_are_distinct_and_reasons_pascal_case():
+    assert set(FAILURES) == set(Reason)
+    codes = [failure.exit_code for failure in FAILURES.values()]
+    assert len(codes) == len(set(codes)) and 0 not in codes
+    assert all(re.fullmatch(r"(?:[A-Z][a-z0-9]+)+", reason.value) for reason in Reason)
+    assert Reason.QUALITY_GATE_FAILED.exit_code == 20 and Reason.CHECKSUM_MISMATCH.exit_code == 11
+
+
+def test_sha256_is_verified(optimize, mlp, tmp_path):
+    out = tmp_path / "out"
+    good = hashlib.sha256(mlp.keras_path.read_bytes()).hexdigest()
+    bad = good[:-1] + ("0" if good[-1] != "0" else "1")
+    run = optimize("--source", mlp.keras_path, "--sha256", bad, "--output", out, "--version", "1")
+    assert_failed(run, Reason.CHECKSUM_MISMATCH, mentions=f"expected {bad}", out=out)
+    assert good in run.stderr
+    assert optimize("--source", mlp.keras_path, "--sha256", good.upper(), "--output", out, "--version", "1").code == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fmt", "mentions"),
+    [
+        ("model.keras", b"this is not a zip archive", "keras", "not a .keras file"),
+        ("model.h5", b"\x89HDF\r\n\x1a\n" + b"\x00" * 64, "h5", "cannot load the h5 model"),
+        ("model.h5", b"plain text", "h5", "not an HDF5"),
+    ],
+)
+def test_corrupt_model_fails_to_load(optimize, tmp_path, name, content, fmt, mentions):
+    (tmp_path / name).write_bytes(content)
+    out = tmp_path / "out"
+    run = optimize("--source", tmp_path / name, "--format", fmt, "--output", out, "--version", "1")
+    assert_failed(run, Reason.MODEL_LOAD_FAILED, mentions=mentions, out=out)
+
+
+def test_truncated_keras_file_fails_to_load(optimize, mlp, tmp_path):
+    data = mlp.keras_path.read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    run = optimize("--source", tmp_path / "cut.keras", "--output", tmp_path / "out", "--version", "1")
+    assert_failed(run, Reason.MODEL_LOAD_FAILED, mentions="cut.keras", out=tmp_path / "out")
+
+
+def test_unknown_custom_layer_is_unsupported(optimize, tmp_path):
+    @keras.saving.register_keras_serializable(package="modeldeploy_test")
+    class Doubler(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * 2
+
+    model = keras.Sequential([keras.Input((4,)), Doubler(), keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "custom.keras")
+    keras.saving.get_custom_objects().pop("modeldeploy_test>Doubler")  # the optimizer image lacks the code
+    run = optimize("--source", tmp_path / "custom.keras", "--output", tmp_path / "out", "--version", "1")
+    assert_failed(run, Reason.UNSUPPORTED_MODEL, mentions="'Doubler'", out=tmp_path / "out")
+
+
+def test_two_input_model_is_unsupported(optimize, tmp_path):
+    a, b = keras.Input((4,)), keras.Input((4,))
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+    model.save(tmp_path / "two.keras")
+    run = optimize("--source", tmp_path / "two.keras", "--output", tmp_path / "out", "--version", "1")
+    assert_failed(run, Reason.UNSUPPORTED_MODEL, mentions="2 inputs", out=tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("arrays", "mentions"),
+    [
+        ({"x": np.zeros((0, 64), "float32"), "y": np.zeros((0,), "int64")}, "no examples"),
+        ({"x": np.zeros((5, 8, 8, 1), "float32"), "y": np.zeros((5,), "int64")}, "the model expects (64,)"),
+        ({"x": np.zeros((5, 64), "float32")}, "no array y"),
+        ({"x": np.zeros((5, 64), "float32"), "y": np.zeros((4,), "int64")}, "5 examples but y has 4"),
+        ({"x": np.zeros((5, 64), "float32"), "y": np.full((5,), 12)}, "label 12 is out of range"),
+    ],
+    ids=["empty", "wrong-shape", "missing-y", "length-mismatch", "label-range"],
+)
+def test_invalid_eval_dataset(optimize, mlp, tmp_path, arrays, mentions):
+    np.savez(tmp_path / "eval.npz", **arrays)
+    out = tmp_path / "out"
+    run = optimize("--source", mlp.keras_path, "--eval-data", tmp_path / "eval.npz", "--output", out, "--version", "1")
+    assert_failed(run, Reason.INVALID_DATASET, mentions=mentions, out=out)
+    assert "eval.npz" in run.stderr
+
+
+def test_train_data_that_is_not_npz_is_invalid(optimize, mlp, tmp_path):
+    (tmp_path / "train.npz").write_text("x,y\n1,2\n")
+    run = optimize(
+        "--source", mlp.keras_path, "--output", tmp_path / "out", "--version", "1",
+        "--dense-sparsity", "0.5", "--fine-tune-epochs", "1", "--train-data", tmp_path / "train.npz",
+    )  # fmt: skip
+    assert_failed(run, Reason.INVALID_DATASET, mentions="not a readable .npz", out=tmp_path / "out")
+
+
+def test_quality_gate_failure_writes_nothing(optimize, mlp, tmp_path):
+    out = tmp_path / "serving" / "digits"
+    run = optimize(
+        "--source", mlp.keras_path, "--output", out, "--version", "1", "--eval-data", mlp.eval_path,
+        "--dense-sparsity", "0.95", "--max-accuracy-drop", "0.001",
+    )  # fmt: skip
+    assert_failed(run, Reason.QUALITY_GATE_FAILED, mentions="above maxAccuracyDrop 0.1 points", out=out)
+    assert re.search(r"accuracy dropped \d+\.\d points \(0\.\d{3} -> 0\.\d{3}\)", run.stderr), run.stderr
+    assert not (tmp_path / "serving").exists()  # not even the base folder
+
+
+def test_missing_source_is_a_fetch_failure(optimize, tmp_path):
+    run = optimize("--source", f"file://{tmp_path}/nope.keras", "--output", tmp_path / "out", "--version", "1")
+    assert_failed(run, Reason.FETCH_FAILED, mentions="nope.keras", out=tmp_path / "out")
+
+
+def test_existing_version_is_never_clobbered(optimize, mlp, tmp_path):
+    out = tmp_path / "out"
+    (out / "1").mkdir(parents=True)
+    (out / "1" / "saved_model.pb").write_bytes(b"the version TF Serving is serving")
+    run = optimize("--source", mlp.keras_path, "--output", out, "--version", "1")
+    assert_failed(run, Reason.VERSION_EXISTS, mentions=str(out / "1"))
+    assert [p.name for p in out.iterdir()] == ["1"]
+    assert (out / "1" / "saved_model.pb").read_bytes() == b"the version TF Serving is serving"
+
+
+@pytest.mark.parametrize(
+    ("flags", "mentions"),
+    [
+        (["--dense-sparsity", "1.2"], "--dense-sparsity: must be within 0..0.95"),
+        (["--conv-sparsity", "lots"], "--conv-sparsity: must be a number"),
+        (["--quantization", "int4"], "--quantization: must be one of none|dynamic|float16|int8"),
+        (["--version", "0"], "--version: must be at least 1"),
+        (["--fine-tune-epochs", "2"], "--fine-tune-epochs: 2 epochs need --train-data"),
+        (["--quantization", "int8"], "int8 needs representative data"),
+        (["--metric", "f1"], "--metric: must be one of accuracy"),
+        (["--sha256", "abc"], "--sha256: must be 64 hex digits"),
+        (["--format", "onnx"], "--format: must be one of keras|h5|savedmodel"),
+        (["--source", "ftp://host/m.keras"], "unsupported scheme 'ftp'"),
+        (["--source", "pvc://claim/../other/m.keras"], "may not leave the claim"),
+    ],
+)
+def test_invalid_arguments(optimize, tmp_path, flags, mentions):
+    base = {"--source": "/models/m.keras", "--output": str(tmp_path / "out"), "--version": "1"}
+    argv = [item for key, value in base.items() if key not in flags for item in (key, value)] + flags
+    run = optimize(*argv)
+    assert_failed(run, Reason.INVALID_ARGUMENTS, mentions=mentions, out=tmp_path / "out")
+
+
+def test_missing_required_flag(optimize, tmp_path):
+    run = optimize("--output", tmp_path / "out", "--version", "1")
+    assert_failed(run, Reason.INVALID_ARGUMENTS, mentions="--source: is required")
+
+
+def test_termination_message_is_skipped_when_its_folder_is_missing(optimize, mlp, tmp_path):
+    missing = tmp_path / "no-such-dir" / "termination-log"
+    run = optimize("--source", mlp.keras_path, "--output", tmp_path / "out", "--version", "0",
+                   "--termination-message-path", missing)  # fmt: skip
+    assert run.code == 2 and not missing.parent.exists()
+    assert "termination" not in run.stdout
+
+
+def test_long_messages_are_cut_to_fit_the_termination_limit(optimize, tmp_path):
+    run = optimize("--source", "/" + "a" * 5000 + ".keras", "--output", tmp_path / "out", "--version", "1")
+    assert run.code == Reason.FETCH_FAILED.exit_code
+    message = json.loads(run.termination_path.read_text())
+    assert message["reason"] == "FetchFailed" and message["message"].endswith("...")
