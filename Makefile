@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: reference-models
+.PHONY: reference-models cluster-status
 .PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench demo
 
 help: ## List every target with what it does
@@ -63,6 +63,9 @@ render-examples: venv ## Render every example's children (like helm template)
 
 cluster-up: venv controlplane ## Start a local control plane and print the KUBECONFIG line
 	$(BIN)/modeldeploy dev-cluster up
+
+cluster-status: venv ## Report whether the local control plane started by cluster-up is running and healthy
+	$(BIN)/modeldeploy dev-cluster status
 
 cluster-down: venv ## Stop the local control plane started by cluster-up
 	$(BIN)/modeldeploy dev-cluster down

@@ -18,12 +18,26 @@ mkdir -p "$bin"
 export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" GOTOOLCHAIN=local
 log() { printf '[build-controlplane] %s\n' "$*" >&2; }
 
-need() { for b in "$@"; do [ -x "$bin/$b" ] || return 0; done; return 1; }
+# Two test sessions starting at once must not build into the same folder together: one waits.
+if command -v flock >/dev/null; then
+  exec 9>"$dest/.build.lock"
+  flock -n 9 || { log "another build holds $dest/.build.lock; waiting for it"; flock 9; }
+fi
+
+# Scratch wrapper modules, removed however the script ends.
+scratch=()
+trap 'rm -rf ${scratch[@]+"${scratch[@]}"}' EXIT
+new_scratch() { work=$(mktemp -d); scratch+=("$work"); }  # sets $work (a $(...) call would lose scratch+=)
+
+# A binary is there when the cache has it, or when KUBEBUILDER_ASSETS (the envtest convention: a folder
+# of ready binaries) provides it; the harness then takes it from there, so it is not built.
+have() { [ -x "$bin/$1" ] || { [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$1" ]; }; }
+need() { for b in "$@"; do have "$b" || return 0; done; return 1; }
 
 k8s_minor=$(echo "$K8S_VERSION" | cut -d. -f2)
 if need kube-apiserver kube-controller-manager kube-scheduler kubectl; then
   log "building Kubernetes v$K8S_VERSION (apiserver, controller-manager, scheduler, kubectl): many minutes on 2 cores"
-  work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+  new_scratch
   gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   {
     echo "module modeldeploy.local/k8sbuild"
@@ -48,11 +62,10 @@ fi
 
 if need etcd; then
   log "building etcd v$ETCD_VERSION"
-  work=$(mktemp -d)
+  new_scratch
   printf 'module modeldeploy.local/etcdbuild\ngo 1.26\nrequire go.etcd.io/etcd/server/v3 v%s\n' "$ETCD_VERSION" > "$work/go.mod"
   echo 'package main' > "$work/main.go"
   (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
-  rm -rf "$work"
 fi
 
 if need kwok; then

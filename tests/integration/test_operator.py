@@ -115,8 +115,17 @@ def test_a_reconcile_with_nothing_changed_writes_nothing(
 
     counting = load_client(str(control_plane.kubeconfig))
     try:
-        outcome = Reconciler(counting).reconcile(namespace, "quiet")
-        assert not outcome.wrote, outcome
+        # The operator may still be catching up with the last pod or HPA change; once it has, a
+        # reconcile must write nothing. Two quiet passes in a row, within a few attempts.
+        quiet = 0
+        for _ in range(10):
+            counting.requests.clear()
+            outcome = Reconciler(counting).reconcile(namespace, "quiet")
+            quiet = 0 if outcome.wrote else quiet + 1
+            if quiet == 2:
+                break
+            time.sleep(1)
+        assert quiet == 2, f"reconciles kept writing: {outcome}"
         assert set(counting.requests) == {"GET"}, counting.requests
         print(f"\nrequests of a no-op reconcile: {dict(counting.requests)}")
     finally:

@@ -1,0 +1,103 @@
+"""The committed CRD (crds/modeldeploy.io_modeldeployments.yaml) behaves as designed in a real API server:
+it installs, prints its columns, rejects invalid objects with the CEL messages users will read, and
+`kubectl scale` works through the scale subresource (which the HPA uses too).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modeldeploy.devcluster.harness import CommandError, ControlPlane
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_NAME = "modeldeployments.modeldeploy.io"
+
+MINIMAL: dict[str, Any] = {
+    "apiVersion": "modeldeploy.io/v1alpha1",
+    "kind": "ModelDeployment",
+    "metadata": {"name": "digits-mlp"},
+    "spec": {
+        "model": {"name": "digits", "storageUri": "pvc://models/digits-mlp.keras", "format": "keras", "version": 1},
+        "autoscaling": {"enabled": False},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def crd(control_plane: ControlPlane) -> str:
+    """`kubectl apply -f crds/` exactly as the README tells users, then wait until it is served."""
+    control_plane.kubectl("apply", "-f", str(REPO / "crds"))
+    control_plane.kubectl("wait", f"crd/{CRD_NAME}", "--for=condition=Established", "--timeout=60s")
+    return CRD_NAME
+
+
+def apply(cp: ControlPlane, namespace: str, obj: dict[str, Any]) -> None:
+    cp.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(obj))
+
+
+def with_spec(**spec: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(MINIMAL)
+    obj["spec"].update(spec)
+    return obj
+
+
+def test_get_modeldeployments_shows_the_printer_columns(control_plane: ControlPlane, crd: str, namespace: str) -> None:
+    apply(control_plane, namespace, MINIMAL)
+    table = control_plane.kubectl("-n", namespace, "get", "modeldeployments").stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "MODEL", "VERSION", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"]
+    row = table[1].split()
+    assert row[0] == "digits-mlp"
+    assert "digits" in row  # MODEL; READY, OPTIMIZED, SIZE, REPLICAS stay empty until the operator reports
+    # The short name and the category work too.
+    assert control_plane.kubectl("-n", namespace, "get", "md", "-o", "name").stdout.split() == [
+        "modeldeployment.modeldeploy.io/digits-mlp"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
+            "minReplicas must be less than or equal to maxReplicas",
+            id="min-above-max",
+        ),
+        pytest.param(
+            {"model": {"name": "digits", "storageUri": "ftp://host/m.keras", "format": "keras", "version": 1}},
+            "storageUri must start with one of",
+            id="unknown-storage-scheme",
+        ),
+    ],
+)
+def test_invalid_modeldeployment_is_rejected_with_the_cel_message(
+    control_plane: ControlPlane, crd: str, namespace: str, spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(CommandError) as rejected:
+        apply(control_plane, namespace, with_spec(**spec))
+    assert message in rejected.value.stderr
+    assert "Invalid value" in rejected.value.stderr or "is invalid" in rejected.value.stderr
+    # Nothing was stored.
+    assert control_plane.kubectl("-n", namespace, "get", "md", "-o", "name").stdout.strip() == ""
+
+
+def test_kubectl_scale_changes_serving_replicas_through_the_scale_subresource(
+    control_plane: ControlPlane, crd: str, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, MINIMAL)
+    cp.kubectl("-n", namespace, "scale", "md", "digits-mlp", "--replicas=3")
+
+    spec_replicas = cp.kubectl("-n", namespace, "get", "md", "digits-mlp", "-o", "jsonpath={.spec.serving.replicas}")
+    assert spec_replicas.stdout == "3"
+    scale = json.loads(
+        cp.kubectl("-n", namespace, "get", "md", "digits-mlp", "--subresource=scale", "-o", "json").stdout
+    )
+    assert scale["kind"] == "Scale"
+    assert scale["spec"]["replicas"] == 3
