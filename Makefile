@@ -6,11 +6,14 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: reference-models cluster-status
+.PHONY: reference-models cluster-status checkov-install checkov chart-lint
 .PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench demo
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_VENV := $(VENV)/tools/checkov
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +22,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed ## Create .venv and install the package with its dev and optimizer extras
+
+$(CHECKOV_VENV)/bin/checkov:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov==$(CHECKOV_VERSION)'
+
+checkov-install: $(CHECKOV_VENV)/bin/checkov ## Install checkov in its own venv (its pins would downgrade boto3 and packaging in .venv)
+
+chart-lint: venv controlplane ## helm lint --strict, values schema, kubernetes-validate 1.36 and RBAC shape of the chart
+	$(BIN)/pytest tests/integration/test_chart.py -k "lint or schema or valid or least_privilege or hardened" $(PYTEST_ARGS)
+
+checkov: venv controlplane checkov-install ## checkov on the rendered chart, the Dockerfiles and the operator's rendered children
+	$(BIN)/pytest tests/integration/test_security.py -k checkov $(PYTEST_ARGS)
 
 lint: venv ## ruff lint and format check
 	$(BIN)/ruff check operator tests benchmarks e2e
@@ -46,7 +62,7 @@ controlplane: ## Build (once, cached) etcd, kube-apiserver, controller-manager, 
 unit: venv ## Unit tests: pure functions, no server, no TensorFlow
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: venv controlplane ## Integration tests against the real local control plane
+integration: venv controlplane checkov-install ## Integration tests against the real local control plane
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 optimizer-tests: venv ## Optimizer tests: TensorFlow, a local S3 (moto) and HTTP server; about a minute
@@ -55,7 +71,7 @@ optimizer-tests: venv ## Optimizer tests: TensorFlow, a local S3 (moto) and HTTP
 reference-models: venv ## Train the digits MLP and CNN into .cache/reference-models (no download)
 	$(BIN)/python -m modeldeploy.optimize.reference --out .cache/reference-models
 
-test: venv lint typecheck imports check-crds controlplane ## The whole suite, from a fresh clone (what CI runs)
+test: venv lint typecheck imports check-crds controlplane checkov-install ## The whole suite, from a fresh clone (what CI runs)
 	$(BIN)/pytest tests e2e $(PYTEST_ARGS)
 
 render-examples: venv ## Render every example's children (like helm template)

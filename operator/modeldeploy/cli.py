@@ -17,6 +17,7 @@ from modeldeploy import __version__
 _SUBCOMMANDS = (
     "modeldeploy.render_cli",
     "modeldeploy.optimize.cli",
+    "modeldeploy.optimize.fetch_cli",
     "modeldeploy.devcluster.cli",
     "modeldeploy.run_cli",
     "modeldeploy.demo_cli",

@@ -43,6 +43,9 @@ WARNING_REASONS = frozenset(
         "Unschedulable",
         "InvalidSpec",
         "ArtifactVerificationFailed",
+        "VersionExists",
+        "ExportFailed",
+        "Terminated",
     }
 )
 
