@@ -97,5 +97,6 @@ for _resource in (
     ("v1", "configmaps"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
 ):
     kopf.on.event(*_resource, labels=OWNED)(on_child)

@@ -24,7 +24,14 @@ from modeldeploy.api.status import (
     OptimizationResult,
     Phase,
 )
-from modeldeploy.builders import Owner, build_job, build_serving_children, desired_artifact, needs_job
+from modeldeploy.builders import (
+    Owner,
+    build_job,
+    build_network_policy,
+    build_serving_children,
+    desired_artifact,
+    needs_job,
+)
 from modeldeploy.builders.artifacts import Artifact
 from modeldeploy.builders.labels import MODEL_DEPLOYMENT_LABEL, SERVING, selector_labels
 from modeldeploy.builders.service import model_url
@@ -164,7 +171,9 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
         ("Job", j.name) for j in observed.jobs.values() if j.artifact_hash not in keep and j.state != "Running"
     ]
 
-    wanted: set[tuple[str, str]] = set()
+    policy = build_network_policy(md, owner)
+    out.apply.append(policy)
+    wanted: set[tuple[str, str]] = {(policy["kind"], policy["metadata"]["name"])}
     if serve is not None:
         for child in build_serving_children(md, serve, owner):
             out.apply.append(child)

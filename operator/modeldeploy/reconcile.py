@@ -71,6 +71,7 @@ def observe(kube: KubeClient, namespace: str, md_name: str, spec_claims: list[st
         "Service": (serving,),
         "HorizontalPodAutoscaler": (serving,),
         "PodDisruptionBudget": (serving,),
+        "NetworkPolicy": (serving,),
     }
     for kind, names in wanted_names.items():
         for name in names:

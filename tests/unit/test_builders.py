@@ -43,7 +43,7 @@ def test_golden_render(example: Path) -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_examples_render_every_kind(example: Path) -> None:
     kinds = [c["kind"] for c in render_all(parse_model_deployment(load_example(example)))]
-    assert kinds[0] == "Job"
+    assert kinds[:2] == ["NetworkPolicy", "Job"]
     assert {"ConfigMap", "Deployment", "Service"} <= set(kinds)
 
 
@@ -57,6 +57,7 @@ def test_every_child_has_owner_labels_and_namespace(make_md: Callable[..., Model
         "Service",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     }
     for child in children:
         meta = child["metadata"]
@@ -239,3 +240,11 @@ def test_job_mounts_source_read_only_and_artifacts_writable(make_md: Callable[..
     args = pod["containers"][0]["args"]
     assert f"--output=/mnt/pvc/artifacts/team-a/{artifact_hash(md.spec)}" in args
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+
+
+def test_network_policy_admits_only_the_serving_ports(make_md: Callable[..., ModelDeployment]) -> None:
+    policy = by_kind(render_all(make_md()))["NetworkPolicy"]
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"modeldeploy.io/model-deployment": "digits"}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [8500, 8501]
+    assert "from" not in policy["spec"]["ingress"][0], "any client may call the model"

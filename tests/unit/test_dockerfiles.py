@@ -25,6 +25,7 @@ import yaml
 from modeldeploy.api.resource import parse_model_deployment
 from modeldeploy.builders import render_all
 from modeldeploy.builders.job import build_job
+from modeldeploy.builders.security import RUN_AS_USER
 from modeldeploy.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +108,8 @@ def test_image_is_multi_stage_pinned_and_non_root(dockerfile: Path) -> None:
     assert user is not None, f"{dockerfile.name}: the final stage must set USER"
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0, f"USER {user!r}: numeric (runAsNonRoot can check it) and not root"
-    assert int(uid) == 1000, "the builders and the chart run pods as UID 1000"
+    expected = RUN_AS_USER if dockerfile.name == "Dockerfile.optimizer" else 1000
+    assert int(uid) == expected, "the optimizer image runs as the builders' UID, the operator as the chart's (1000)"
 
 
 def test_operator_image_has_no_tensorflow_and_runs_the_operator() -> None:

@@ -47,7 +47,7 @@ def kinds(items: list[dict[str, Any]]) -> list[str]:
 def test_first_pass_creates_the_job_and_nothing_else(make_md: Callable[..., ModelDeployment]) -> None:
     md = make_md()
     p = plan(md, Observed(), ModelDeploymentStatus(), OWNER, NOW)
-    assert kinds(p.create) == ["Job"] and p.apply == [] and p.delete == []
+    assert kinds(p.create) == ["Job"] and kinds(p.apply) == ["NetworkPolicy"] and p.delete == []
     cond = {c.type: c for c in p.status.conditions}
     assert cond["Optimized"].reason == "Optimizing" and cond["Ready"].status == "False"
     assert p.status.phase == "Optimizing" and p.status.observed_generation is None
@@ -62,6 +62,7 @@ def test_succeeded_job_rolls_out_the_artifact(make_md: Callable[..., ModelDeploy
     p = plan(md, Observed(jobs={job.artifact_hash: job}), ModelDeploymentStatus(), OWNER, NOW)
     assert p.create == []
     assert kinds(p.apply) == [
+        "NetworkPolicy",
         "ConfigMap",
         "ConfigMap",
         "Deployment",

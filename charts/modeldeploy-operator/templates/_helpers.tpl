@@ -102,6 +102,9 @@ all-namespaces mode, a Role per namespace in namespaced mode. Each verb is one t
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
 # Whether a referenced claim exists (status says which one is missing).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

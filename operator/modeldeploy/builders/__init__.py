@@ -19,6 +19,7 @@ from modeldeploy.builders.configmaps import (
 from modeldeploy.builders.deployment import build_deployment
 from modeldeploy.builders.job import build_job
 from modeldeploy.builders.labels import Owner
+from modeldeploy.builders.network import build_network_policy
 from modeldeploy.builders.service import build_service
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "build_hpa",
     "build_job",
     "build_model_configmap",
+    "build_network_policy",
     "build_pdb",
     "build_service",
     "build_serving_children",
@@ -56,4 +58,4 @@ def render_all(md: ModelDeployment, owner: Owner | None = None) -> list[dict[str
     (when one is needed) and the serving children for the artifact it will produce."""
     artifact = desired_artifact(md.name, md.spec)
     jobs = [build_job(md, owner)] if needs_job(md.spec) else []
-    return jobs + build_serving_children(md, artifact, owner)
+    return [build_network_policy(md, owner), *jobs, *build_serving_children(md, artifact, owner)]

@@ -17,6 +17,7 @@ from modeldeploy.builders.artifacts import MODELS_ROOT, Artifact
 from modeldeploy.builders.labels import (
     ARTIFACT_LABEL,
     SERVING,
+    WORKLOAD_CHECKOV_SKIPS,
     Owner,
     child_labels,
     metadata,
@@ -188,7 +189,11 @@ def build_deployment(
             md.namespace,
             labels,
             owner,
-            {"modeldeploy.io/artifact": artifact.hash, "modeldeploy.io/model-version": str(artifact.version)},
+            {
+                "modeldeploy.io/artifact": artifact.hash,
+                "modeldeploy.io/model-version": str(artifact.version),
+                **WORKLOAD_CHECKOV_SKIPS,
+            },
         ),
         "spec": deployment_spec,
     }

@@ -14,7 +14,14 @@ from modeldeploy.api import ModelDeployment
 from modeldeploy.api.spec import Quantization, pvc_parts, uri_scheme
 from modeldeploy.builders import names
 from modeldeploy.builders.artifacts import artifact_hash, claims_read, output_base, pvc_mount_path
-from modeldeploy.builders.labels import ARTIFACT_LABEL, OPTIMIZER, Owner, child_labels, metadata
+from modeldeploy.builders.labels import (
+    ARTIFACT_LABEL,
+    OPTIMIZER,
+    WORKLOAD_CHECKOV_SKIPS,
+    Owner,
+    child_labels,
+    metadata,
+)
 from modeldeploy.builders.security import container_security_context, pod_security_context
 from modeldeploy.builders.volumes import empty_dir, host_path_volume, mount, pvc_volume
 
@@ -130,7 +137,7 @@ def build_job(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
             md.namespace,
             labels,
             owner,
-            {"modeldeploy.io/model-version": str(spec.model.version)},
+            {"modeldeploy.io/model-version": str(spec.model.version), **WORKLOAD_CHECKOV_SKIPS},
         ),
         "spec": {
             "backoffLimit": opt.backoff_limit,

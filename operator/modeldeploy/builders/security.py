@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-RUN_AS_USER = 1000
+# Above 10000 so it cannot collide with a user of the node (checkov CKV_K8S_40); the optimizer
+# image's USER is the same, TF Serving's image sets none.
+RUN_AS_USER = 10001
 
 
 def pod_security_context() -> dict[str, Any]:
