@@ -7,6 +7,8 @@ by kwok. Each test has its own namespace and claim.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -283,3 +285,42 @@ def test_deletion_collects_children_without_a_finalizer(
         ),
         timeout=60,
     )
+
+
+def test_optimization_off_serves_the_original_savedmodel(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str, models_claim: Path, operator_log: OperatorProcess
+) -> None:
+    # A SavedModel on the claim: the optimizer's plain conversion, as a user would export it.
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modeldeploy.cli",
+            "optimize",
+            f"--source=file://{models_claim / 'mlp.keras'}",
+            f"--output={models_claim / 'exported'}",
+            "--version=1",
+            "--quantization=none",
+            "--termination-message-path=",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    apply(
+        control_plane,
+        md_manifest(
+            "asis",
+            namespace,
+            model={"name": "digits", "storageUri": "pvc://models/exported/1", "format": "savedmodel"},
+            optimization={"enabled": False},
+        ),
+    )
+    md = wait_ready(kube, namespace, "asis")
+    assert condition(md, "Optimized")["reason"] == "NotRequired"
+    assert kube.list("Job", namespace) == [], "a SavedModel served as is needs no Job"
+    dep = kube.get("Deployment", namespace, "asis")
+    assert dep is not None
+    mounts = dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "pvc-models", "mountPath": "/models/digits/1", "readOnly": True, "subPath": "exported/1"} in mounts
+    assert md["status"]["optimizedSummary"] == "none (served as is)"
