@@ -45,9 +45,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--priority",
-        type=int,
-        default=int(os.environ.get("MODELDEPLOY_PRIORITY", "0")),
-        help="peering priority; replicas need distinct priorities",
+        default=os.environ.get("MODELDEPLOY_PRIORITY", "0"),
+        help="peering priority (replicas need distinct ones), or 'ordinal': 100 minus the StatefulSet pod's ordinal",
     )
     parser.set_defaults(func=run)
 

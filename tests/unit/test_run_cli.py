@@ -24,3 +24,10 @@ def test_run_without_credentials_is_one_clean_line(
     assert main(["run", "--metrics-port", "0", "--liveness-port", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("modeldeploy run: cannot load Kubernetes credentials")
+
+
+def test_ordinal_priority_from_the_environment_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modeldeploy.cli import build_parser
+
+    monkeypatch.setenv("MODELDEPLOY_PRIORITY", "ordinal")
+    assert build_parser().parse_args(["run"]).priority == "ordinal"
