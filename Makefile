@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench demo
 
 help: ## List every target with what it does
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV := $(VENV)/tools/checkov
@@ -70,6 +70,9 @@ optimizer-tests: venv ## Optimizer tests: TensorFlow, a local S3 (moto) and HTTP
 
 reference-models: venv ## Train the digits MLP and CNN into .cache/reference-models (no download)
 	$(BIN)/python -m modeldeploy.optimize.reference --out .cache/reference-models
+
+e2e: venv controlplane ## Whole-stack scenarios with the shipped examples on the local control plane
+	$(BIN)/pytest e2e $(PYTEST_ARGS)
 
 test: venv lint typecheck imports check-crds controlplane checkov-install ## The whole suite, from a fresh clone (what CI runs)
 	$(BIN)/pytest tests e2e $(PYTEST_ARGS)
