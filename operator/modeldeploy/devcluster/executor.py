@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.k8s import ApiError, KubeClient
+from modeldeploy.k8s import KubeClient
 
 log = logging.getLogger(__name__)
 SELECTOR = "app.kubernetes.io/component=optimizer"
@@ -74,6 +74,7 @@ class JobPodExecutor:
         self._threads: list[threading.Thread] = []
         self._loop: threading.Thread | None = None
         self.runs: list[tuple[str, int]] = []  # (pod name, exit code), for tests
+        self.errors: list[str] = []  # the executor's own failures, for tests
 
     def __enter__(self) -> JobPodExecutor:
         self._loop = threading.Thread(target=self._run, name="optimizer-executor", daemon=True)
@@ -103,7 +104,9 @@ class JobPodExecutor:
                     continue
                 if pod["metadata"].get("labels", {}).get(LOCAL_KUBELET_LABEL) == "true":
                     self._started.add(uid)
-                    thread = threading.Thread(target=self._start_with_init_containers, args=(pod,), daemon=True)
+                    thread = threading.Thread(
+                        target=self._guarded, args=(self._start_with_init_containers, pod), daemon=True
+                    )
                     self._threads.append(thread)
                     thread.start()
                     continue
@@ -113,7 +116,7 @@ class JobPodExecutor:
                     self._report_waiting(pod, "CreateContainerConfigError", str(exc))
                     continue
                 self._started.add(uid)
-                thread = threading.Thread(target=self._execute, args=(pod, prepared), daemon=True)
+                thread = threading.Thread(target=self._guarded, args=(self._execute, pod, prepared), daemon=True)
                 self._threads.append(thread)
                 thread.start()
 
@@ -195,7 +198,7 @@ class JobPodExecutor:
         meta = pod["metadata"]
         try:
             self.kube.patch_status("Pod", meta["namespace"], meta["name"], status)
-        except ApiError as exc:
+        except Exception as exc:  # ApiError, or the API server going away at teardown
             log.warning("executor: cannot update pod %s/%s: %s", meta["namespace"], meta["name"], exc)
 
     def _report_waiting(self, pod: dict[str, Any], reason: str, message: str) -> None:
@@ -307,6 +310,35 @@ class JobPodExecutor:
                 ],
             },
         )
+
+    def _guarded(self, work: Any, pod: dict[str, Any], *args: Any) -> None:
+        """Run a pod's work; if the executor itself breaks, fail the pod with the error instead of leaving
+        it Running forever (a kubelet would report it; a silent hang would only show as a timeout)."""
+        try:
+            work(pod, *args)
+        except Exception as exc:
+            log.exception("executor: pod %s failed in the executor", pod["metadata"]["name"])
+            self.errors.append(f"{pod['metadata']['name']}: {exc!r}")
+            message = f"executor error: {exc!r}"[:MESSAGE_LIMIT]
+            containers = pod["spec"]["containers"]
+            self._patch(
+                pod,
+                {
+                    "phase": "Failed",
+                    "containerStatuses": [
+                        {
+                            "name": c["name"],
+                            "image": c["image"],
+                            "imageID": "",
+                            "restartCount": 0,
+                            "ready": False,
+                            "started": False,
+                            "state": {"terminated": {"exitCode": 128, "reason": "ExecutorError", "message": message}},
+                        }
+                        for c in containers
+                    ],
+                },
+            )
 
     def _execute(self, pod: dict[str, Any], prepared: PreparedPod) -> None:
         container = pod["spec"]["containers"][0]
