@@ -188,9 +188,12 @@ class JobPodExecutor:
                 ref = var["valueFrom"]["secretKeyRef"]
                 env[var["name"]] = self._secret(namespace, ref["name"]).get(ref["key"], "")
         command = list(container.get("command", []))
+        head: list[str] = []
         if command[:1] == ["modeldeploy"]:
-            command = [self.python, "-m", "modeldeploy.cli", *command[1:]]
-        argv = [local(a) for a in [*command, *container.get("args", [])]]
+            # Our interpreter is a path on this machine: it must not be mapped like the pod's paths
+            # (it may well live under /tmp, which the pod mounts as an emptyDir).
+            head, command = [self.python, "-m", "modeldeploy.cli"], command[1:]
+        argv = head + [local(a) for a in [*command, *container.get("args", [])]]
         return PreparedPod(argv, env, termination_file, scratch)
 
     # -- running and reporting ----------------------------------------------------------------------
