@@ -1,0 +1,27 @@
+"""The test-side kubelet's path mapping (no server needed: PVC and emptyDir volumes, no Secrets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+from modeldeploy.api import parse_model_deployment
+from modeldeploy.builders import build_job
+from modeldeploy.devcluster.executor import JobPodExecutor
+from modeldeploy.k8s import KubeClient
+
+
+def test_pod_paths_map_to_local_folders_but_the_interpreter_does_not(tmp_path: Path, minimal: dict[str, Any]) -> None:
+    minimal["spec"]["optimization"] = {"evaluation": {"datasetUri": "pvc://data/eval.npz"}}
+    job = build_job(parse_model_deployment(minimal), None)
+    pod = {"metadata": {"name": "p", "namespace": "ml"}, "spec": job["spec"]["template"]["spec"]}
+    # An interpreter under /tmp, like a CI checkout there: /tmp is also the pod's emptyDir mount.
+    executor = JobPodExecutor(cast(KubeClient, None), tmp_path / "storage", python="/tmp/ci/.venv/bin/python3")
+    prepared = executor._prepare(pod, pod["spec"]["containers"][0])
+    assert prepared.argv[:3] == ["/tmp/ci/.venv/bin/python3", "-m", "modeldeploy.cli"]
+    args = dict(a.split("=", 1) for a in prepared.argv[4:] if "=" in a)
+    assert args["--source"] == f"file://{tmp_path}/storage/ml/models/digits.keras"
+    assert args["--eval-data"] == f"file://{tmp_path}/storage/ml/data/eval.npz"
+    assert args["--output"].startswith(f"{tmp_path}/storage/ml/models/modeldeploy/digits/")
+    assert args["--termination-message-path"] == str(prepared.termination_file)
+    assert prepared.env["HOME"].startswith(str(prepared.scratch)), "HOME=/tmp maps to the pod's emptyDir"
