@@ -135,7 +135,8 @@ class ModelSource(ApiModel):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         description=(
             "A Secret in this namespace whose keys become environment variables of the pods that read "
-            "the model (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for s3://)."
+            "the model (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for s3://; "
+            "GOOGLE_OAUTH_ACCESS_TOKEN for a private gs:// bucket)."
         ),
     )
 

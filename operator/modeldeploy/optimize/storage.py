@@ -15,6 +15,7 @@ prints. Every failure is an OptimizeError(FetchFailed / ChecksumMismatch) naming
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -229,6 +230,79 @@ def _fetch_s3(uri: str, dest: Path, what: str) -> Path:
         raise _fetch_failed(what, uri, f"unreachable ({exc})") from None
 
 
+GCS_DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+
+
+def _gcs_get(url: str, what: str, uri: str) -> Any:
+    """One GCS JSON API request; STORAGE_EMULATOR_HOST and GOOGLE_OAUTH_ACCESS_TOKEN as the Google
+    client libraries read them. Returns the open response."""
+    headers = {"User-Agent": "modeldeploy-optimize"}
+    token = os.environ.get("GOOGLE_OAUTH_ACCESS_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=HTTP_TIMEOUT_SECONDS)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code in (401, 403):
+            hint = "" if token else "; set GOOGLE_OAUTH_ACCESS_TOKEN for a private bucket"
+            raise _fetch_failed(what, uri, f"access denied (HTTP {exc.code}){hint}") from None
+        raise
+    except urllib.error.URLError as exc:
+        raise _fetch_failed(what, uri, f"unreachable ({exc.reason})") from None
+
+
+def _fetch_gcs(uri: str, dest: Path, what: str) -> Path:
+    """gs://BUCKET/OBJECT: the object, or when there is none, every object under OBJECT/ (a SavedModel
+    folder). Through the GCS JSON API over HTTPS: a bearer token from GOOGLE_OAUTH_ACCESS_TOKEN (e.g.
+    `gcloud auth print-access-token`, or a Workload Identity sidecar), anonymous for public buckets."""
+    parts = urllib.parse.urlsplit(uri)
+    bucket, name = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
+    if not bucket:
+        raise OptimizeError(Reason.INVALID_ARGUMENTS, f"{uri}: expected gs://BUCKET/OBJECT")
+    endpoint = os.environ.get("STORAGE_EMULATOR_HOST", GCS_DEFAULT_ENDPOINT).rstrip("/")
+    base = f"{endpoint}/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o"
+
+    def download(object_name: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        url = f"{base}/{urllib.parse.quote(object_name, safe='')}?alt=media"
+        with _gcs_get(url, what, uri) as response, target.open("wb") as out:
+            shutil.copyfileobj(response, out, _CHUNK)
+
+    try:
+        if name and not name.endswith("/"):
+            try:
+                download(name, dest / PurePosixPath(name).name)
+                return dest / PurePosixPath(name).name
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+        prefix = f"{name.rstrip('/')}/" if name else ""
+        root = dest / (PurePosixPath(name).name or bucket)
+        count, page_token = 0, ""
+        while True:
+            query = urllib.parse.urlencode({"prefix": prefix, **({"pageToken": page_token} if page_token else {})})
+            with _gcs_get(f"{base}?{query}", what, uri) as response:
+                listing = json.loads(response.read())
+            for item in listing.get("items", []):
+                relative = _safe_relative(str(item["name"]), prefix)
+                if relative is None or str(item["name"]).endswith("/"):
+                    continue
+                download(str(item["name"]), root / Path(*relative.parts))
+                count += 1
+            page_token = listing.get("nextPageToken", "")
+            if not page_token:
+                break
+        if count == 0:
+            raise _fetch_failed(what, uri, f"no object {name!r} and nothing under {prefix!r} in bucket {bucket}")
+        return root
+    except urllib.error.HTTPError as exc:
+        problem = f"bucket {bucket!r} does not exist" if exc.code == 404 else f"GCS error HTTP {exc.code}"
+        raise _fetch_failed(what, uri, problem) from None
+    except (TimeoutError, OSError, ValueError) as exc:
+        raise _fetch_failed(what, uri, f"download failed ({exc})") from None
+
+
 def _s3_code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -252,10 +326,12 @@ def fetch(
         path = _fetch_http(uri, workdir, what)
     elif scheme == "s3":
         path = _fetch_s3(uri, workdir, what)
+    elif scheme == "gs":
+        path = _fetch_gcs(uri, workdir, what)
     else:
         raise OptimizeError(
             Reason.INVALID_ARGUMENTS,
-            f"{what} {display_uri(uri)}: unsupported scheme {scheme!r} (file, pvc, https, http, s3)",
+            f"{what} {display_uri(uri)}: unsupported scheme {scheme!r} (file, pvc, https, http, s3, gs)",
         )
     try:
         digest = sha256_tree(path) if path.is_dir() else sha256_file(path)
