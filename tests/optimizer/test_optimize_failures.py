@@ -140,6 +140,48 @@ def test_existing_version_is_never_clobbered(optimize, mlp, tmp_path):
     assert_failed(run, Reason.VERSION_EXISTS, mentions=str(out / "1"))
     assert [p.name for p in out.iterdir()] == ["1"]
     assert (out / "1" / "saved_model.pb").read_bytes() == b"the version TF Serving is serving"
+    # Asked to reuse a complete version, a folder without a matching SHA256SUMS is still refused.
+    again = optimize("--source", mlp.keras_path, "--output", out, "--version", "1", "--reuse-complete-version")
+    assert_failed(again, Reason.VERSION_EXISTS, mentions=str(out / "1"))
+
+
+def test_a_retried_job_reuses_the_version_its_first_attempt_published(optimize, mlp, tmp_path):
+    out = tmp_path / "out"
+    first = optimize(
+        "--source",
+        mlp.keras_path,
+        "--output",
+        out,
+        "--version",
+        "1",
+        "--quantization",
+        "dynamic",
+        "--eval-data",
+        mlp.eval_path,
+    )
+    assert first.code == 0
+    again = optimize(
+        "--source",
+        mlp.keras_path,
+        "--output",
+        out,
+        "--version",
+        "1",
+        "--quantization",
+        "dynamic",
+        "--eval-data",
+        mlp.eval_path,
+        "--reuse-complete-version",
+    )
+    assert again.code == 0, again.stderr
+    reused, original = again.termination, first.termination
+    assert reused.pop("reused") is True
+    for volatile in ("durationSeconds",):
+        reused.pop(volatile), original.pop(volatile)
+    assert reused == original, "the same summary as the attempt that published"
+    (out / "1" / "model.tflite").write_bytes(b"tampered")
+    tampered = optimize("--source", mlp.keras_path, "--output", out, "--version", "1", "--reuse-complete-version")
+    assert_failed(tampered, Reason.VERSION_EXISTS, mentions=str(out / "1"))
 
 
 @pytest.mark.parametrize(

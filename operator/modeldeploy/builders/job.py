@@ -48,6 +48,7 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
         f"--version={spec.model.version}",
         f"--termination-message-path={TERMINATION_MESSAGE_PATH}",
         "--log-format=text",
+        "--reuse-complete-version",  # a retried pod reports what its first attempt published
     ]
     if spec.model.sha256:
         args.append(f"--sha256={spec.model.sha256}")

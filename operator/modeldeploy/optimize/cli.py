@@ -10,6 +10,7 @@ Progress goes to stdout.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -69,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one-line JSON summary for Kubernetes; skipped when its folder is missing, '' disables",
     )
     add("--log-format", metavar="{text,json}", default="text", help="progress log format on stdout")
+    add(
+        "--reuse-complete-version",
+        action="store_true",
+        help="when DIR/<version> exists and matches its SHA256SUMS, report it instead of failing "
+        "(the operator's Job sets it: a retried pod finds what its first attempt published)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -132,6 +139,23 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, stderr)
 
 
+def _complete_version(folder: Path) -> str | None:
+    """The termination line for a version folder an earlier attempt published completely, or None.
+    Only a folder whose every file matches its SHA256SUMS counts; anything else stays VersionExists."""
+    from modeldeploy.optimize.export import REPORT_FILE, SUMS_FILE, verify_sums
+    from modeldeploy.optimize.report import summary_from_report
+    from modeldeploy.optimize.storage import sha256_file
+
+    if not (folder / SUMS_FILE).is_file() or not (folder / REPORT_FILE).is_file():
+        return None
+    try:
+        verify_sums(folder)
+        report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary_from_report(report, sha256_file(folder / SUMS_FILE))
+
+
 def _run(args: argparse.Namespace, stderr: TextIO) -> int:
     started = time.monotonic()
     log = ProgressLog("json" if str(args.log_format).strip().lower() == "json" else "text")
@@ -145,8 +169,15 @@ def _run(args: argparse.Namespace, stderr: TextIO) -> int:
         options = options_from_args(args)
         # TensorFlow's C++ INFO/WARNING chatter would bury the progress log.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from modeldeploy.optimize import pipeline
         from modeldeploy.optimize.report import success_message, write_termination_message
+
+        if args.reuse_complete_version and (reused := _complete_version(options.output / str(options.version))):
+            problem = write_termination_message(termination, reused)
+            if problem:
+                log.warning(problem)
+            log.info(f"{options.output / str(options.version)} is complete already (an earlier attempt): reused")
+            return SUCCESS_EXIT_CODE
+        from modeldeploy.optimize import pipeline
 
         outcome = pipeline.run(options, log)
         duration = time.monotonic() - started

@@ -192,6 +192,36 @@ def success_message(report: Report, duration_seconds: float, manifest_sha256: st
     return line
 
 
+def summary_from_report(report: dict[str, Any], manifest_sha256: str) -> str:
+    """The termination line rebuilt from a published report.json (same fields as success_message),
+    for a retried Job pod that finds its version folder complete."""
+    sizes = report.get("sizes", {})
+    evaluation = report.get("evaluation", {})
+    evaluated = bool(evaluation.get("evaluated"))
+    optimized_latency = report.get("latency", {}).get("optimized", {})
+    summary = {
+        "result": "Succeeded",
+        "version": report.get("version"),
+        "format": report.get("format"),
+        "originalBytes": sizes.get("baselineSavedModel", {}).get("bytes"),
+        "optimizedBytes": sizes.get("optimized", {}).get("bytes"),
+        "originalGzipBytes": sizes.get("baselineSavedModel", {}).get("gzipBytes"),
+        "optimizedGzipBytes": sizes.get("optimized", {}).get("gzipBytes"),
+        "sparsity": report.get("pruning", {}).get("achieved"),
+        "metric": evaluation.get("metric") if evaluated else None,
+        "accuracyBefore": round(evaluation["before"], 4) if evaluated else None,
+        "accuracyAfter": round(evaluation["after"], 4) if evaluated else None,
+        "gate": evaluation.get("gate") if evaluated else "Skipped",
+        "latencyP50Ms": optimized_latency.get("p50Ms"),
+        "latencyP95Ms": optimized_latency.get("p95Ms"),
+        "artifactSha256": report.get("artifactSha256"),
+        "durationSeconds": report.get("durationSeconds"),
+        "manifestSha256": manifest_sha256,
+        "reused": True,
+    }
+    return compact(summary)
+
+
 def write_termination_message(path: Path | None, line: str) -> str | None:
     """Write the line; a missing parent folder (not in Kubernetes) is skipped silently.
 
