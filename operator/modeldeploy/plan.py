@@ -33,7 +33,7 @@ from modeldeploy.builders import (
     needs_job,
 )
 from modeldeploy.builders.artifacts import Artifact
-from modeldeploy.builders.labels import MODEL_DEPLOYMENT_LABEL, SERVING, selector_labels
+from modeldeploy.builders.labels import SERVING, selector_labels
 from modeldeploy.builders.service import model_url
 from modeldeploy.conditions import (
     OPTIMIZED,
@@ -181,7 +181,8 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
     out.delete += [key for key in observed.children if key[0] in PRUNABLE_KINDS and key not in wanted]
 
     serving = _serving_condition(md, serve, observed, generation)
-    ready = _ready_condition(md, desired, serve, optimized, serving, generation)
+    still_serving = observed.deployment is not None and observed.deployment.available
+    ready = _ready_condition(md, desired, serve, optimized, serving, generation, still_serving)
     deployment = observed.deployment
     status = ModelDeploymentStatus(
         observed_generation=generation,
@@ -261,8 +262,18 @@ def _ready_condition(
     optimized: Condition,
     serving: Condition,
     generation: int | None,
+    still_serving: bool = False,
 ) -> Condition:
     name = md.spec.model.name
+    if serving.reason == "RollingOut" and still_serving and serve is not None:
+        # maxUnavailable 0: the pods of the previous version answer until the new ones are ready.
+        return condition(
+            READY,
+            True,
+            "RollingOut",
+            f"rolling out version {serve.version}; the previous pods keep serving",
+            generation,
+        )
     if serving.status.value != "True" or serve is None:
         failing = optimized if optimized.status.value == "False" and optimized.reason != "Optimizing" else serving
         if serve is None and optimized.reason == "Optimizing":
@@ -293,6 +304,8 @@ def _phase(
 ) -> Phase:
     failed = optimized.status.value == "False" and optimized.reason != "Optimizing"
     if ready.status.value == "True":
+        if ready.reason == "RollingOut":
+            return Phase.ROLLING_OUT
         if serve is not None and serve.hash == desired.hash:
             return Phase.READY
         return Phase.DEGRADED if failed else Phase.OPTIMIZING
@@ -323,4 +336,4 @@ def _blocked(md: ModelDeployment, previous: ModelDeploymentStatus, reason: str, 
     return Plan(status=status, events=transition_events(previous.conditions, status.conditions))
 
 
-__all__ = ["MODEL_DEPLOYMENT_LABEL", "Plan", "optimized_summary", "plan"]
+__all__ = ["Plan", "optimized_summary", "plan"]

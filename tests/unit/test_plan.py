@@ -264,3 +264,21 @@ def test_refused_artifacts_are_read_from_init_container_statuses() -> None:
         "status": {"initContainerStatuses": [{"name": "verify-model", "state": {"terminated": {"exitCode": 0}}}]},
     }
     assert refused_artifacts([pod, fine], "verify-model") == {"h1": "ArtifactTampered: x"}
+
+
+def test_ready_stays_true_while_a_new_version_rolls_out(make_md: Callable[..., ModelDeployment]) -> None:
+    v2 = make_md(spec={"model": {"version": 2}})
+    job = ok_job(v2)
+    old_pods_available = DeploymentView("digits", "old-artifact", 3, 3, 1, 1, 0, True, "", "", "")
+    p = plan(
+        v2, Observed(jobs={job.artifact_hash: job}, deployment=old_pods_available), ModelDeploymentStatus(), OWNER, NOW
+    )
+    cond = {c.type: c for c in p.status.conditions}
+    assert cond["ServingReady"].reason == "RollingOut" and cond["ServingReady"].status == "False"
+    assert cond["Ready"].status == "True" and cond["Ready"].reason == "RollingOut"
+    assert p.status.phase == "RollingOut"
+    nothing_available = DeploymentView("digits", "old-artifact", 3, 3, 1, 0, 0, False, "", "", "")
+    p = plan(
+        v2, Observed(jobs={job.artifact_hash: job}, deployment=nothing_available), ModelDeploymentStatus(), OWNER, NOW
+    )
+    assert {c.type: c for c in p.status.conditions}["Ready"].status == "False"
