@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,31 +29,21 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def problems(folder: Path, manifest_sha256: str) -> list[str]:
     """What is wrong with the folder; empty when it is exactly what was published."""
+    # The optimizer's own hashing (storage.py imports no TensorFlow), so both sides agree on the format.
+    from modeldeploy.optimize.storage import sha256_file, tree_manifest
+
     sums = folder / SUMS_FILE
     if not sums.is_file():
         return [f"{sums} is missing"]
-    if _sha256(sums) != manifest_sha256:
+    if sha256_file(sums) != manifest_sha256:
         return [f"{sums} differs from the published digest {manifest_sha256[:12]}..."]
-    listed: dict[str, str] = {}
-    for line in sums.read_text(encoding="utf-8").splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
-    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {SUMS_FILE}
-    out = [f"{name}: not in SHA256SUMS (added after publishing)" for name in sorted(found - set(listed))]
-    out += [f"{name}: missing" for name in sorted(set(listed) - found)]
-    out += [
-        f"{name}: content changed" for name in sorted(found & set(listed)) if _sha256(folder / name) != listed[name]
-    ]
+    listed = {name: digest for digest, _, name in (line.partition("  ") for line in sums.read_text().splitlines())}
+    found = dict(tree_manifest(folder, exclude=frozenset({SUMS_FILE})))
+    out = [f"{name}: not in SHA256SUMS (added after publishing)" for name in sorted(set(found) - set(listed))]
+    out += [f"{name}: missing" for name in sorted(set(listed) - set(found))]
+    out += [f"{name}: content changed" for name in sorted(set(found) & set(listed)) if found[name] != listed[name]]
     return out
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.builders import names
-from modeldeploy.builders.labels import SERVING, Owner, child_labels, metadata, selector_labels
+from modeldeploy.builders.labels import SERVING, Owner, selector_labels, serving_metadata
 
 
 def build_hpa(md: ModelDeployment, owner: Owner | None) -> dict[str, Any] | None:
@@ -41,12 +41,7 @@ def build_hpa(md: ModelDeployment, owner: Owner | None) -> dict[str, Any] | None
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata(
-            names.serving_name(md.name),
-            md.namespace,
-            child_labels(md.name, SERVING, md.spec.model.version),
-            owner,
-        ),
+        "metadata": serving_metadata(md, owner),
         "spec": spec,
     }
 
@@ -63,12 +58,7 @@ def build_pdb(md: ModelDeployment, owner: Owner | None) -> dict[str, Any] | None
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": metadata(
-            names.serving_name(md.name),
-            md.namespace,
-            child_labels(md.name, SERVING, md.spec.model.version),
-            owner,
-        ),
+        "metadata": serving_metadata(md, owner),
         "spec": {
             "maxUnavailable": 1,
             "selector": {"matchLabels": selector_labels(md.name, SERVING)},

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modeldeploy.api import API_VERSION, KIND
+from modeldeploy.api import API_VERSION, KIND, ModelDeployment
+from modeldeploy.builders.names import serving_name
 
 MODEL_DEPLOYMENT_LABEL = "modeldeploy.io/model-deployment"
 ARTIFACT_LABEL = "modeldeploy.io/artifact"
@@ -80,3 +81,11 @@ def metadata(
     if owner is not None:
         meta["ownerReferences"] = [owner.reference()]
     return meta
+
+
+def serving_metadata(
+    md: ModelDeployment, owner: Owner | None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Metadata of the children named after the ModelDeployment (Service, HPA, PDB, NetworkPolicy)."""
+    labels = child_labels(md.name, SERVING, md.spec.model.version)
+    return metadata(serving_name(md.name), md.namespace, labels, owner, annotations)

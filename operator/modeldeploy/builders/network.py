@@ -8,17 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy.api import ModelDeployment
-from modeldeploy.builders import names, tfserving
-from modeldeploy.builders.labels import MODEL_DEPLOYMENT_LABEL, SERVING, Owner, child_labels, metadata
+from modeldeploy.builders import tfserving
+from modeldeploy.builders.labels import MODEL_DEPLOYMENT_LABEL, Owner, serving_metadata
 
 
 def build_network_policy(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(
-            names.serving_name(md.name), md.namespace, child_labels(md.name, SERVING, md.spec.model.version), owner
-        ),
+        "metadata": serving_metadata(md, owner),
         "spec": {
             "podSelector": {"matchLabels": {MODEL_DEPLOYMENT_LABEL: md.name}},
             "policyTypes": ["Ingress"],

@@ -6,7 +6,7 @@ from typing import Any
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.builders import names
-from modeldeploy.builders.labels import SERVING, Owner, child_labels, metadata, selector_labels
+from modeldeploy.builders.labels import SERVING, Owner, selector_labels, serving_metadata
 
 
 def build_service(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
@@ -14,13 +14,7 @@ def build_service(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(
-            names.serving_name(md.name),
-            md.namespace,
-            child_labels(md.name, SERVING, md.spec.model.version),
-            owner,
-            svc.annotations,
-        ),
+        "metadata": serving_metadata(md, owner, svc.annotations),
         "spec": {
             "type": svc.type.value,
             "selector": selector_labels(md.name, SERVING),
