@@ -18,10 +18,10 @@ CHECKOV_VENV := $(VENV)/tools/checkov
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,optimize]'
+	$(BIN)/pip install -q -e '.[optimize]' --group dev
 	touch $@
 
-venv: $(VENV)/.installed ## Create .venv and install the package with its dev and optimizer extras
+venv: $(VENV)/.installed ## Create .venv: the package with its optimizer extra, and the dev tools group
 
 $(CHECKOV_VENV)/bin/checkov:
 	python3 -m venv $(CHECKOV_VENV)
@@ -37,24 +37,24 @@ checkov: venv controlplane checkov-install ## checkov on the rendered chart, the
 	$(BIN)/pytest tests/integration/test_security.py -k checkov $(PYTEST_ARGS)
 
 lint: venv ## ruff lint and format check
-	$(BIN)/ruff check operator tests benchmarks e2e
-	$(BIN)/ruff format --check operator tests benchmarks e2e
+	$(BIN)/ruff check operator tests benchmarks e2e scripts
+	$(BIN)/ruff format --check operator tests benchmarks e2e scripts
 
 format: venv ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff format operator tests benchmarks e2e
-	$(BIN)/ruff check --fix operator tests benchmarks e2e
+	$(BIN)/ruff format operator tests benchmarks e2e scripts
+	$(BIN)/ruff check --fix operator tests benchmarks e2e scripts
 
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy
 
-imports: venv ## import-linter: the pure core never imports kopf or the kubernetes client
+imports: venv ## import-linter: the layering of the whole package (see pyproject.toml)
 	$(BIN)/lint-imports
 
 crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models
-	$(BIN)/python -m modeldeploy.api.crd --write
+	$(PY) scripts/generate_api.py --write
 
 check-crds: venv ## Fail when the committed CRD differs from the generator's output
-	$(BIN)/python -m modeldeploy.api.crd --check
+	$(PY) scripts/generate_api.py --check
 
 controlplane: ## Build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm
 	e2e/controlplane/build.sh

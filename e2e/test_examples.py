@@ -14,7 +14,7 @@ import pytest
 from tests.integration.operator_fixtures import OperatorProcess, condition, make_claim, wait_for
 
 from modeldeploy.devcluster.harness import ControlPlane
-from modeldeploy.k8s import KubeClient
+from modeldeploy.k8s.client import KubeClient
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]

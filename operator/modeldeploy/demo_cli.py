@@ -48,7 +48,7 @@ def _demo(args: argparse.Namespace, example: Path, work: Path) -> int:
     from modeldeploy.devcluster.executor import JobPodExecutor
     from modeldeploy.devcluster.harness import ControlPlane
     from modeldeploy.devcluster.stack import OperatorProcess, condition, make_claim, make_reference_models, wait_for
-    from modeldeploy.k8s import load_client
+    from modeldeploy.k8s.client import load_client
 
     name = args.example
     _step("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, 3 kwok nodes)")

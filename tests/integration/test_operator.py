@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.controller.reconcile import Reconciler
 from modeldeploy.devcluster.harness import ControlPlane
-from modeldeploy.k8s import KubeClient
-from modeldeploy.reconcile import Reconciler
+from modeldeploy.k8s.client import KubeClient
 
 from .operator_fixtures import OperatorProcess, condition, make_claim, wait_for
 
@@ -113,7 +113,7 @@ def test_a_reconcile_with_nothing_changed_writes_nothing(
     apply(control_plane, md_manifest("quiet", namespace))
     wait_ready(kube, namespace, "quiet")
     time.sleep(1)
-    from modeldeploy.k8s import load_client
+    from modeldeploy.k8s.client import load_client
 
     counting = load_client(str(control_plane.kubeconfig))
     try:

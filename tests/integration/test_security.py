@@ -28,7 +28,7 @@ import yaml
 
 from modeldeploy.devcluster.harness import CommandError, ControlPlane
 from modeldeploy.devcluster.stack import OperatorProcess, condition, make_claim, wait_for
-from modeldeploy.k8s import KubeClient
+from modeldeploy.k8s.client import KubeClient
 
 from .chart_support import (
     CHART,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modeldeploy.devcluster.harness import ControlPlane
-from modeldeploy.k8s import KubeClient
+from modeldeploy.k8s.client import KubeClient
 
 from .operator_fixtures import OperatorProcess, condition, make_claim, wait_for
 

@@ -19,7 +19,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the CLI does before TensorFlow loads
 pytest.importorskip("tensorflow", reason="needs the optimize extra (TensorFlow)")
 
-from modeldeploy.optimize import cli
+from modeldeploy.cli import main
 from modeldeploy.optimize.reference import ReferenceModel, make_reference
 
 HERE = Path(__file__).parent
@@ -88,7 +88,7 @@ def optimize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Optimize:
         if "--termination-message-path" not in argv:
             argv += ["--termination-message-path", str(termination)]
         capsys.readouterr()
-        code = cli.main(argv)
+        code = main(["optimize", *argv])
         captured = capsys.readouterr()
         return Run(code=code, stdout=captured.out, stderr=captured.err, termination_path=termination)
 

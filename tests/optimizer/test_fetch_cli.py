@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from modeldeploy.cli import main
-from modeldeploy.optimize.errors import Reason
-from modeldeploy.optimize.storage import sha256_tree
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.sums import sha256_tree
 
 pytestmark = pytest.mark.optimizer
 
@@ -47,12 +47,14 @@ def test_failures_are_one_line_with_the_optimizer_exit_codes(
     source = saved_model(tmp_path / "src")
     dest = tmp_path / "1"
     assert main(["fetch", f"--source=file://{source}", f"--dest={dest}", "--sha256=" + "0" * 64]) == (
-        Reason.CHECKSUM_MISMATCH.exit_code
+        Failure.CHECKSUM_MISMATCH.exit_code
     )
-    assert main(["fetch", f"--source=file://{tmp_path / 'missing'}", f"--dest={dest}"]) == Reason.FETCH_FAILED.exit_code
+    assert (
+        main(["fetch", f"--source=file://{tmp_path / 'missing'}", f"--dest={dest}"]) == Failure.FETCH_FAILED.exit_code
+    )
     (tmp_path / "empty").mkdir()
     assert main(["fetch", f"--source=file://{tmp_path / 'empty'}", f"--dest={dest}"]) == (
-        Reason.MODEL_LOAD_FAILED.exit_code
+        Failure.MODEL_LOAD_FAILED.exit_code
     )
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("modeldeploy fetch: ") for line in errors)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from modeldeploy.optimize.errors import OptimizeError, Reason
-from modeldeploy.optimize.storage import fetch, sha256_tree
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.sums import sha256_tree
+from modeldeploy.optimize.errors import OptimizeError
+from modeldeploy.optimize.storage import fetch
 
 pytestmark = pytest.mark.optimizer
 TOKEN = "ya29.local-test-token"
@@ -90,7 +92,7 @@ def test_a_savedmodel_folder_over_several_pages(gcs: str, tmp_path: Path) -> Non
 def test_a_private_bucket_needs_the_token(gcs: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(OptimizeError) as refused:
         fetch("gs://private/m.keras", tmp_path, pvc_root=tmp_path, what="model")
-    assert refused.value.reason is Reason.FETCH_FAILED
+    assert refused.value.failure is Failure.FETCH_FAILED
     assert "access denied (HTTP 403); set GOOGLE_OAUTH_ACCESS_TOKEN" in refused.value.message
     monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)
     assert fetch("gs://private/m.keras", tmp_path, pvc_root=tmp_path, what="model").path.read_bytes() == b"secret model"
@@ -106,4 +108,4 @@ def test_a_private_bucket_needs_the_token(gcs: str, tmp_path: Path, monkeypatch:
 def test_missing_things_are_fetch_failures(gcs: str, tmp_path: Path, uri: str, problem: str) -> None:
     with pytest.raises(OptimizeError) as failed:
         fetch(uri, tmp_path, pvc_root=tmp_path, what="model")
-    assert failed.value.reason is Reason.FETCH_FAILED and problem in failed.value.message
+    assert failed.value.failure is Failure.FETCH_FAILED and problem in failed.value.message

@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from modeldeploy.optimize import cli
-from modeldeploy.optimize.errors import Reason, reason_table_markdown
+from modeldeploy.cli import main
+from modeldeploy.cli import optimize as cli
+from modeldeploy.contract.failures import Failure, failure_table_markdown
 
 
 def test_register_adds_the_optimize_subcommand_with_every_flag():
@@ -27,14 +28,14 @@ def test_register_adds_the_optimize_subcommand_with_every_flag():
             "--termination-message-path", "/dev/termination-log", "--log-format", "json",
         ]
     )  # fmt: skip
-    assert args.func is cli.run
+    assert args.command == "optimize" and callable(args.func)
     assert (args.version, args.dense_sparsity, args.quantization, args.log_format) == ("3", "0.8", "int8", "json")
 
 
 def test_importing_the_cli_does_not_import_tensorflow():
     code = (
-        "import sys, argparse; import modeldeploy.optimize.cli as c; "
-        "c.register(argparse.ArgumentParser().add_subparsers()); "
+        "import sys; import modeldeploy.cli as c; "
+        "c.build_parser(); "
         "heavy = [m for m in ('tensorflow', 'keras', 'boto3') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
@@ -46,12 +47,12 @@ def test_a_real_process_prints_one_stderr_line_even_after_tensorflow_loaded(tmp_
     (tmp_path / "m.keras").write_bytes(b"PK\x03\x04 but not really a zip")
     termination = tmp_path / "termination-log"
     process = subprocess.run(
-        [sys.executable, "-m", "modeldeploy.optimize.cli", "--source", str(tmp_path / "m.keras"),
+        [sys.executable, "-m", "modeldeploy.cli", "optimize", "--source", str(tmp_path / "m.keras"),
          "--output", str(tmp_path / "out"), "--version", "1", "--termination-message-path", str(termination),
          "--log-format", "json"],
         check=False, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert process.returncode == Reason.MODEL_LOAD_FAILED.exit_code, process.stderr
+    assert process.returncode == Failure.MODEL_LOAD_FAILED.exit_code, process.stderr
     assert process.stderr.count("\n") == 1, process.stderr
     assert process.stderr.startswith("modeldeploy optimize: ModelLoadFailed: model ")
     assert json.loads(termination.read_text())["reason"] == "ModelLoadFailed"
@@ -74,15 +75,15 @@ def test_json_progress_log_times_every_stage(optimize, mlp, tmp_path):
 
 
 def test_reason_table_lists_every_reason():
-    table = reason_table_markdown()
-    for reason in Reason:
+    table = failure_table_markdown()
+    for reason in Failure:
         assert f"| {reason.exit_code} | {reason.value} |" in table
 
 
 @pytest.mark.parametrize("flag", ["--help"])
 def test_help_lists_the_contract(flag, capsys):
     with pytest.raises(SystemExit):
-        cli.main([flag])
+        main(["optimize", flag])
     text = capsys.readouterr().out
     flags = (
         "--source --format --sha256 --output --version --dense-sparsity --conv-sparsity --fine-tune-epochs "
@@ -113,7 +114,7 @@ def test_sigterm_cleans_up_and_reports_terminated(tmp_path):
     termination = tmp_path / "termination-log"
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy.optimize.cli",
+            [sys.executable, "-m", "modeldeploy.cli", "optimize",
              "--source", f"http://127.0.0.1:{server.server_address[1]}/m.keras",
              "--output", str(tmp_path / "out"), "--version", "1", "--termination-message-path", str(termination)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -127,7 +128,7 @@ def test_sigterm_cleans_up_and_reports_terminated(tmp_path):
         release.set()
         server.shutdown()
         server.server_close()
-    assert process.returncode == Reason.TERMINATED.exit_code == 143, stderr
+    assert process.returncode == Failure.TERMINATED.exit_code == 143, stderr
     assert stderr.startswith("modeldeploy optimize: Terminated: ") and stderr.count("\n") == 1
     assert json.loads(termination.read_text())["reason"] == "Terminated"
     assert not (tmp_path / "out").exists()

@@ -9,9 +9,12 @@ import time
 
 import pytest
 
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.layout import SUMS_FILE
+from modeldeploy.contract.sums import write_sums
 from modeldeploy.optimize import export
-from modeldeploy.optimize.errors import OptimizeError, Reason
-from modeldeploy.optimize.export import SUMS_FILE, publish, staging_prefix, verify_sums, write_sums
+from modeldeploy.optimize.errors import OptimizeError
+from modeldeploy.optimize.export import publish, staging_prefix, verify_sums
 
 
 @pytest.fixture
@@ -79,7 +82,7 @@ def test_a_failed_copy_leaves_nothing(bundle, tmp_path, monkeypatch):
     monkeypatch.setattr(export, "_copy_file", failing_copy)
     with pytest.raises(OptimizeError) as caught:
         publish(bundle, out, 1)
-    assert caught.value.reason is Reason.EXPORT_FAILED
+    assert caught.value.failure is Failure.EXPORT_FAILED
     assert "No space left" in caught.value.message
     assert list(out.iterdir()) == []
 
@@ -107,7 +110,7 @@ def test_an_existing_version_is_refused_and_untouched(bundle, tmp_path):
     (out / "1" / "keep").write_text("serving")
     with pytest.raises(OptimizeError) as caught:
         publish(bundle, out, 1)
-    assert caught.value.reason is Reason.VERSION_EXISTS
+    assert caught.value.failure is Failure.VERSION_EXISTS
     assert [p.name for p in (out / "1").iterdir()] == ["keep"]
     assert sorted(p.name for p in out.iterdir()) == ["1"]
 

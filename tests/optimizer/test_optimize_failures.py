@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from modeldeploy.optimize.errors import FAILURES, Reason
+from modeldeploy.contract.failures import Failure
 
 
-def assert_failed(run, reason: Reason, *, mentions: str, out=None):
+def assert_failed(run, reason: Failure, *, mentions: str, out=None):
     assert run.code == reason.exit_code, (run.code, run.stderr)
     lines = run.stderr.splitlines()
     assert len(lines) == 1, run.stderr
@@ -28,11 +28,10 @@ def assert_failed(run, reason: Reason, *, mentions: str, out=None):
 
 
 def test_exit_codes_are_distinct_and_reasons_pascal_case():
-    assert set(FAILURES) == set(Reason)
-    codes = [failure.exit_code for failure in FAILURES.values()]
+    codes = [failure.exit_code for failure in Failure]
     assert len(codes) == len(set(codes)) and 0 not in codes
-    assert all(re.fullmatch(r"(?:[A-Z][a-z0-9]+)+", reason.value) for reason in Reason)
-    assert Reason.QUALITY_GATE_FAILED.exit_code == 20 and Reason.CHECKSUM_MISMATCH.exit_code == 11
+    assert all(re.fullmatch(r"(?:[A-Z][a-z0-9]+)+", reason.value) for reason in Failure)
+    assert Failure.QUALITY_GATE_FAILED.exit_code == 20 and Failure.CHECKSUM_MISMATCH.exit_code == 11
 
 
 def test_sha256_is_verified(optimize, mlp, tmp_path):
@@ -40,7 +39,7 @@ def test_sha256_is_verified(optimize, mlp, tmp_path):
     good = hashlib.sha256(mlp.keras_path.read_bytes()).hexdigest()
     bad = good[:-1] + ("0" if good[-1] != "0" else "1")
     run = optimize("--source", mlp.keras_path, "--sha256", bad, "--output", out, "--version", "1")
-    assert_failed(run, Reason.CHECKSUM_MISMATCH, mentions=f"expected {bad}", out=out)
+    assert_failed(run, Failure.CHECKSUM_MISMATCH, mentions=f"expected {bad}", out=out)
     assert good in run.stderr
     assert optimize("--source", mlp.keras_path, "--sha256", good.upper(), "--output", out, "--version", "1").code == 0
 
@@ -57,14 +56,14 @@ def test_corrupt_model_fails_to_load(optimize, tmp_path, name, content, fmt, men
     (tmp_path / name).write_bytes(content)
     out = tmp_path / "out"
     run = optimize("--source", tmp_path / name, "--format", fmt, "--output", out, "--version", "1")
-    assert_failed(run, Reason.MODEL_LOAD_FAILED, mentions=mentions, out=out)
+    assert_failed(run, Failure.MODEL_LOAD_FAILED, mentions=mentions, out=out)
 
 
 def test_truncated_keras_file_fails_to_load(optimize, mlp, tmp_path):
     data = mlp.keras_path.read_bytes()
     (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
     run = optimize("--source", tmp_path / "cut.keras", "--output", tmp_path / "out", "--version", "1")
-    assert_failed(run, Reason.MODEL_LOAD_FAILED, mentions="cut.keras", out=tmp_path / "out")
+    assert_failed(run, Failure.MODEL_LOAD_FAILED, mentions="cut.keras", out=tmp_path / "out")
 
 
 def test_unknown_custom_layer_is_unsupported(optimize, tmp_path):
@@ -77,7 +76,7 @@ def test_unknown_custom_layer_is_unsupported(optimize, tmp_path):
     model.save(tmp_path / "custom.keras")
     keras.saving.get_custom_objects().pop("modeldeploy_test>Doubler")  # the optimizer image lacks the code
     run = optimize("--source", tmp_path / "custom.keras", "--output", tmp_path / "out", "--version", "1")
-    assert_failed(run, Reason.UNSUPPORTED_MODEL, mentions="'Doubler'", out=tmp_path / "out")
+    assert_failed(run, Failure.UNSUPPORTED_MODEL, mentions="'Doubler'", out=tmp_path / "out")
 
 
 def test_two_input_model_is_unsupported(optimize, tmp_path):
@@ -85,7 +84,7 @@ def test_two_input_model_is_unsupported(optimize, tmp_path):
     model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
     model.save(tmp_path / "two.keras")
     run = optimize("--source", tmp_path / "two.keras", "--output", tmp_path / "out", "--version", "1")
-    assert_failed(run, Reason.UNSUPPORTED_MODEL, mentions="2 inputs", out=tmp_path / "out")
+    assert_failed(run, Failure.UNSUPPORTED_MODEL, mentions="2 inputs", out=tmp_path / "out")
 
 
 @pytest.mark.parametrize(
@@ -103,7 +102,7 @@ def test_invalid_eval_dataset(optimize, mlp, tmp_path, arrays, mentions):
     np.savez(tmp_path / "eval.npz", **arrays)
     out = tmp_path / "out"
     run = optimize("--source", mlp.keras_path, "--eval-data", tmp_path / "eval.npz", "--output", out, "--version", "1")
-    assert_failed(run, Reason.INVALID_DATASET, mentions=mentions, out=out)
+    assert_failed(run, Failure.INVALID_DATASET, mentions=mentions, out=out)
     assert "eval.npz" in run.stderr
 
 
@@ -113,7 +112,7 @@ def test_train_data_that_is_not_npz_is_invalid(optimize, mlp, tmp_path):
         "--source", mlp.keras_path, "--output", tmp_path / "out", "--version", "1",
         "--dense-sparsity", "0.5", "--fine-tune-epochs", "1", "--train-data", tmp_path / "train.npz",
     )  # fmt: skip
-    assert_failed(run, Reason.INVALID_DATASET, mentions="not a readable .npz", out=tmp_path / "out")
+    assert_failed(run, Failure.INVALID_DATASET, mentions="not a readable .npz", out=tmp_path / "out")
 
 
 def test_quality_gate_failure_writes_nothing(optimize, mlp, tmp_path):
@@ -122,14 +121,14 @@ def test_quality_gate_failure_writes_nothing(optimize, mlp, tmp_path):
         "--source", mlp.keras_path, "--output", out, "--version", "1", "--eval-data", mlp.eval_path,
         "--dense-sparsity", "0.95", "--max-accuracy-drop", "0.001",
     )  # fmt: skip
-    assert_failed(run, Reason.QUALITY_GATE_FAILED, mentions="above maxAccuracyDrop 0.1 points", out=out)
+    assert_failed(run, Failure.QUALITY_GATE_FAILED, mentions="above maxAccuracyDrop 0.1 points", out=out)
     assert re.search(r"accuracy dropped \d+\.\d points \(0\.\d{3} -> 0\.\d{3}\)", run.stderr), run.stderr
     assert not (tmp_path / "serving").exists()  # not even the base folder
 
 
 def test_missing_source_is_a_fetch_failure(optimize, tmp_path):
     run = optimize("--source", f"file://{tmp_path}/nope.keras", "--output", tmp_path / "out", "--version", "1")
-    assert_failed(run, Reason.FETCH_FAILED, mentions="nope.keras", out=tmp_path / "out")
+    assert_failed(run, Failure.FETCH_FAILED, mentions="nope.keras", out=tmp_path / "out")
 
 
 def test_existing_version_is_never_clobbered(optimize, mlp, tmp_path):
@@ -137,12 +136,12 @@ def test_existing_version_is_never_clobbered(optimize, mlp, tmp_path):
     (out / "1").mkdir(parents=True)
     (out / "1" / "saved_model.pb").write_bytes(b"the version TF Serving is serving")
     run = optimize("--source", mlp.keras_path, "--output", out, "--version", "1")
-    assert_failed(run, Reason.VERSION_EXISTS, mentions=str(out / "1"))
+    assert_failed(run, Failure.VERSION_EXISTS, mentions=str(out / "1"))
     assert [p.name for p in out.iterdir()] == ["1"]
     assert (out / "1" / "saved_model.pb").read_bytes() == b"the version TF Serving is serving"
     # Asked to reuse a complete version, a folder without a matching SHA256SUMS is still refused.
     again = optimize("--source", mlp.keras_path, "--output", out, "--version", "1", "--reuse-complete-version")
-    assert_failed(again, Reason.VERSION_EXISTS, mentions=str(out / "1"))
+    assert_failed(again, Failure.VERSION_EXISTS, mentions=str(out / "1"))
 
 
 def test_a_retried_job_reuses_the_version_its_first_attempt_published(optimize, mlp, tmp_path):
@@ -181,7 +180,7 @@ def test_a_retried_job_reuses_the_version_its_first_attempt_published(optimize, 
     assert reused == original, "the same summary as the attempt that published"
     (out / "1" / "model.tflite").write_bytes(b"tampered")
     tampered = optimize("--source", mlp.keras_path, "--output", out, "--version", "1", "--reuse-complete-version")
-    assert_failed(tampered, Reason.VERSION_EXISTS, mentions=str(out / "1"))
+    assert_failed(tampered, Failure.VERSION_EXISTS, mentions=str(out / "1"))
 
 
 @pytest.mark.parametrize(
@@ -204,12 +203,12 @@ def test_invalid_arguments(optimize, tmp_path, flags, mentions):
     base = {"--source": "/models/m.keras", "--output": str(tmp_path / "out"), "--version": "1"}
     argv = [item for key, value in base.items() if key not in flags for item in (key, value)] + flags
     run = optimize(*argv)
-    assert_failed(run, Reason.INVALID_ARGUMENTS, mentions=mentions, out=tmp_path / "out")
+    assert_failed(run, Failure.INVALID_ARGUMENTS, mentions=mentions, out=tmp_path / "out")
 
 
 def test_missing_required_flag(optimize, tmp_path):
     run = optimize("--output", tmp_path / "out", "--version", "1")
-    assert_failed(run, Reason.INVALID_ARGUMENTS, mentions="--source: is required")
+    assert_failed(run, Failure.INVALID_ARGUMENTS, mentions="--source: is required")
 
 
 def test_termination_message_is_skipped_when_its_folder_is_missing(optimize, mlp, tmp_path):
@@ -222,6 +221,6 @@ def test_termination_message_is_skipped_when_its_folder_is_missing(optimize, mlp
 
 def test_long_messages_are_cut_to_fit_the_termination_limit(optimize, tmp_path):
     run = optimize("--source", "/" + "a" * 5000 + ".keras", "--output", tmp_path / "out", "--version", "1")
-    assert run.code == Reason.FETCH_FAILED.exit_code
+    assert run.code == Failure.FETCH_FAILED.exit_code
     message = json.loads(run.termination_path.read_text())
     assert message["reason"] == "FetchFailed" and message["message"].endswith("...")

@@ -9,8 +9,8 @@ import tarfile
 import keras
 import pytest
 
+from modeldeploy.contract.failures import Failure
 from modeldeploy.optimize.convert import export_saved_model, keras_signature
-from modeldeploy.optimize.errors import Reason
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,6 @@ def test_pruning_a_savedmodel_is_refused_as_unsupported(optimize, mlp_saved_mode
         "--source", mlp_saved_model, "--format", "savedmodel", "--output", tmp_path / "out", "--version", "1",
         "--dense-sparsity", "0.5",
     )  # fmt: skip
-    assert run.code == Reason.UNSUPPORTED_MODEL.exit_code == 13
+    assert run.code == Failure.UNSUPPORTED_MODEL.exit_code == 13
     assert "pruning needs the Keras model" in run.stderr
     assert not (tmp_path / "out").exists()

@@ -17,8 +17,10 @@ import threading
 import boto3
 import pytest
 
-from modeldeploy.optimize.errors import OptimizeError, Reason
-from modeldeploy.optimize.storage import display_uri, fetch, resolve_pvc, sha256_tree
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.sums import sha256_tree
+from modeldeploy.optimize.errors import OptimizeError
+from modeldeploy.optimize.storage import display_uri, fetch, resolve_pvc
 
 
 def free_port() -> int:
@@ -97,7 +99,7 @@ def test_s3_savedmodel_prefix(optimize, s3, mlp, tmp_path):
 def test_s3_missing_object_or_bucket(optimize, s3, tmp_path, uri, mentions):
     _, bucket = s3
     run = optimize("--source", uri.format(bucket=bucket), "--output", tmp_path / "out", "--version", "1")
-    assert run.code == Reason.FETCH_FAILED.exit_code, run.stderr
+    assert run.code == Failure.FETCH_FAILED.exit_code, run.stderr
     assert mentions in run.stderr and len(run.stderr.splitlines()) == 1
     assert run.termination["reason"] == "FetchFailed"
 
@@ -108,7 +110,7 @@ def test_s3_without_credentials(optimize, s3, monkeypatch, mlp, tmp_path):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     run = optimize("--source", f"s3://{bucket}/model.keras", "--output", tmp_path / "out", "--version", "1")
-    assert run.code == Reason.FETCH_FAILED.exit_code, run.stderr
+    assert run.code == Failure.FETCH_FAILED.exit_code, run.stderr
     assert "no AWS credentials" in run.stderr
     assert not (tmp_path / "out").exists()
 
@@ -145,13 +147,13 @@ def test_http_model_with_checksum(optimize, http_root, mlp, tmp_path):
 def test_http_not_found(optimize, http_root, tmp_path):
     _, base = http_root
     run = optimize("--source", f"{base}/gone.keras", "--output", tmp_path / "out", "--version", "1")
-    assert run.code == Reason.FETCH_FAILED.exit_code
+    assert run.code == Failure.FETCH_FAILED.exit_code
     assert "HTTP 404" in run.stderr and "gone.keras" in run.stderr
 
 
 def test_unreachable_http_server(optimize, tmp_path):
     run = optimize("--source", f"http://127.0.0.1:{free_port()}/m.keras", "--output", tmp_path / "o", "--version", "1")
-    assert run.code == Reason.FETCH_FAILED.exit_code
+    assert run.code == Failure.FETCH_FAILED.exit_code
     assert "unreachable" in run.stderr
 
 
@@ -178,7 +180,7 @@ def test_pvc_paths_stay_inside_the_claim(tmp_path):
     for bad in ("pvc://models/../etc/passwd", "pvc:///no-claim", "pvc://../x"):
         with pytest.raises(OptimizeError) as caught:
             resolve_pvc(bad, tmp_path)
-        assert caught.value.reason is Reason.INVALID_ARGUMENTS
+        assert caught.value.failure is Failure.INVALID_ARGUMENTS
 
 
 def test_http_url_without_a_suffix_uses_the_declared_format(optimize, http_root, mlp, tmp_path):
@@ -187,5 +189,5 @@ def test_http_url_without_a_suffix_uses_the_declared_format(optimize, http_root,
     run = optimize("--source", f"{base}/blob", "--format", "h5", "--output", tmp_path / "out", "--version", "1")
     assert run.code == 0, run.stderr
     run = optimize("--source", f"{base}/blob", "--format", "keras", "--output", tmp_path / "out", "--version", "2")
-    assert run.code == Reason.MODEL_LOAD_FAILED.exit_code  # an HDF5 file is not a .keras zip
+    assert run.code == Failure.MODEL_LOAD_FAILED.exit_code  # an HDF5 file is not a .keras zip
     assert "not a .keras file" in run.stderr

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from modeldeploy.api import ModelDeployment, parse_model_deployment
-from modeldeploy.builders import Owner, build_hpa, build_pdb, desired_artifact, render_all
-from modeldeploy.builders.artifacts import artifact_hash
-from modeldeploy.builders.tfserving import batching_config, model_config, server_args
+from modeldeploy.controller.builders import Owner, build_hpa, build_pdb, desired_artifact, render_all
+from modeldeploy.controller.builders.artifacts import artifact_hash
+from modeldeploy.controller.builders.tfserving import batching_config, model_config, server_args
 
 from .conftest import EXAMPLES, load_example
 

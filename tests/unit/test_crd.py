@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from scripts import generate_api
 
 from modeldeploy.api import crd
 
@@ -29,10 +30,9 @@ def schema() -> dict[str, Any]:
 
 
 def test_committed_crds_match_the_generator() -> None:
-    for path in crd.CRD_PATHS:
+    for path, text in generate_api.outputs(generate_api.REPO):
         assert path.exists(), f"{path} missing: run `make crds`"
-        assert path.read_text() == crd.render_crd(), f"{path} is stale: run `make crds`"
-    assert crd.DOCS_PATH.read_text() == crd.render_docs(), "docs/api.md is stale: run `make crds`"
+        assert path.read_text() == text, f"{path} is stale: run `make crds`"
 
 
 def test_docs_name_every_field_and_rule() -> None:
@@ -41,16 +41,19 @@ def test_docs_name_every_field_and_rule() -> None:
     assert "minReplicas must be less than or equal to maxReplicas" in docs
 
 
-def test_check_mode_reports_drift(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    stale = tmp_path / "crd.yaml"
+def test_check_mode_reports_drift(tmp_path: Any, capsys: Any) -> None:
+    stale = tmp_path / "crds" / crd.CRD_FILENAME
+    stale.parent.mkdir()
     stale.write_text("old")
-    monkeypatch.setattr(crd, "CRD_PATHS", (stale,))
-    monkeypatch.setattr(crd, "DOCS_PATH", tmp_path / "api.md")
-    monkeypatch.setattr(crd, "REPO_ROOT", tmp_path)
-    assert crd.main(["--check"]) == 1
-    assert "crd.yaml" in capsys.readouterr().err
-    assert crd.main(["--write"]) == 0
-    assert crd.main(["--check"]) == 0
+    assert generate_api.main(["--check"], repo=tmp_path) == 1
+    assert crd.CRD_FILENAME in capsys.readouterr().err
+    assert generate_api.main(["--write"], repo=tmp_path) == 0
+    assert generate_api.main(["--check"], repo=tmp_path) == 0
+
+
+def test_docs_list_every_reason_with_its_event_type() -> None:
+    docs = crd.render_docs()
+    assert "| QualityGateFailed | Warning |" in docs and "| Optimizing | Normal |" in docs
 
 
 def test_schema_is_structural(schema: dict[str, Any]) -> None:

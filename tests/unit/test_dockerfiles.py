@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 from modeldeploy.api.resource import parse_model_deployment
-from modeldeploy.builders import render_all
-from modeldeploy.builders.job import build_job
-from modeldeploy.builders.security import RUN_AS_USER
 from modeldeploy.cli import build_parser
+from modeldeploy.controller.builders import render_all
+from modeldeploy.controller.builders.job import build_job
+from modeldeploy.controller.builders.security import RUN_AS_USER
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR = REPO / "Dockerfile"

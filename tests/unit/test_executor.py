@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from modeldeploy.api import parse_model_deployment
-from modeldeploy.builders import build_job
+from modeldeploy.controller.builders import build_job
 from modeldeploy.devcluster.executor import JobPodExecutor
-from modeldeploy.k8s import KubeClient
+from modeldeploy.k8s.client import KubeClient
 
 
 def test_pod_paths_map_to_local_folders_but_the_interpreter_does_not(tmp_path: Path, minimal: dict[str, Any]) -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.status import ModelDeploymentStatus
-from modeldeploy.builders import Owner, desired_artifact
-from modeldeploy.builders.names import job_name
-from modeldeploy.observed import DeploymentView, JobView, Observed, is_subset, parse_summary, view_deployment, view_job
-from modeldeploy.plan import optimized_summary, plan
+from modeldeploy.contract.summary import OptimizerSummary, parse_summary
+from modeldeploy.controller.builders import Owner, desired_artifact
+from modeldeploy.controller.builders.names import job_name
+from modeldeploy.controller.drift import is_subset
+from modeldeploy.controller.plan import plan as decide
+from modeldeploy.controller.status import EventSpec, optimized_summary, status_of
+from modeldeploy.controller.views import DeploymentView, JobView, Observed, view_deployment, view_job
 
 OWNER = Owner(name="digits", uid="uid-1")
 EVAL = {"datasetUri": "pvc://models/eval.npz"}
@@ -29,9 +33,26 @@ SUMMARY = {
 }
 
 
+@dataclass
+class Decided:
+    create: list[dict[str, Any]]
+    apply: list[dict[str, Any]]
+    delete: list[tuple[str, str]]
+    status: ModelDeploymentStatus
+    events: list[EventSpec]
+
+
+def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatus, owner: Owner, now: str) -> Decided:
+    """The planner's children and the status they lead to, as one reconcile decides them."""
+    p = decide(md, observed, previous, owner)
+    update = status_of(md, p, observed, previous, now)
+    return Decided(p.create, p.apply, p.delete, update.status, update.events)
+
+
 def ok_job(md: ModelDeployment, state: str = "Succeeded", **kw: Any) -> JobView:
     digest = desired_artifact(md.name, md.spec).hash
-    return JobView(job_name(md.name, digest), digest, state, summary=SUMMARY if state == "Succeeded" else None, **kw)  # type: ignore[arg-type]
+    summary = OptimizerSummary.model_validate(SUMMARY) if state == "Succeeded" else None
+    return JobView(job_name(md.name, digest), digest, state, summary=summary, **kw)  # type: ignore[arg-type]
 
 
 def available(md: ModelDeployment, digest: str | None = None, ready: int = 1) -> DeploymentView:
@@ -228,8 +249,8 @@ def test_is_subset_semantics() -> None:
 def test_a_refused_artifact_makes_serving_not_ready(make_md: Callable[..., ModelDeployment]) -> None:
     md = make_md()
     job = ok_job(md)
-    summary = {**SUMMARY, "manifestSha256": "ab" * 32}
-    job = JobView(job.name, job.artifact_hash, "Succeeded", summary=summary)
+    summary = OptimizerSummary.model_validate({**SUMMARY, "manifestSha256": "ab" * 32})
+    job = JobView(job.name, job.artifact_hash, "Succeeded", summary=summary)  # type: ignore[arg-type]
     observed = Observed(
         jobs={job.artifact_hash: job},
         deployment=available(md),
@@ -245,7 +266,7 @@ def test_a_refused_artifact_makes_serving_not_ready(make_md: Callable[..., Model
 
 
 def test_refused_artifacts_are_read_from_init_container_statuses() -> None:
-    from modeldeploy.observed import refused_artifacts
+    from modeldeploy.controller.views import refused_artifacts
 
     pod = {
         "metadata": {"labels": {"modeldeploy.io/artifact": "h1"}},

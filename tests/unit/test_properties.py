@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeldeploy.api import InvalidModelDeployment, parse_model_deployment
-from modeldeploy.builders import Owner, render_all
-from modeldeploy.builders.names import child_name, job_name
 from modeldeploy.cli import main
+from modeldeploy.controller.builders import Owner, render_all
+from modeldeploy.controller.builders.names import child_name, job_name
 
 K8S_VERSION = "1.36.0"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modeldeploy.cli import main
-from modeldeploy.run_cli import peering_priority
+from modeldeploy.controller.config import peering_priority
 
 
 def test_peering_priority_from_statefulset_ordinal() -> None:

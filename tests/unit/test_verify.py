@@ -6,7 +6,8 @@ import hashlib
 from pathlib import Path
 
 from modeldeploy.cli import main
-from modeldeploy.verify_cli import EXIT_TAMPERED, problems
+from modeldeploy.cli.verify import EXIT_TAMPERED
+from modeldeploy.contract.sums import problems
 
 
 def published(folder: Path) -> str:

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from modeldeploy.api.base import ApiModel, Rule
 from modeldeploy.api.quantity import Quantity
+from modeldeploy.contract.formats import ModelFormat, Quantization
 
 DEFAULT_TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
 DEFAULT_OPTIMIZER_IMAGE = "ghcr.io/modeldeploy/optimizer:0.1.0"
@@ -45,19 +46,6 @@ def pvc_parts(uri: str) -> tuple[str, str]:
     """'pvc://models/a/b.keras' -> ('models', 'a/b.keras')."""
     claim, _, path = uri.removeprefix("pvc://").partition("/")
     return claim, path.strip("/")
-
-
-class ModelFormat(StrEnum):
-    KERAS = "keras"
-    H5 = "h5"
-    SAVEDMODEL = "savedmodel"
-
-
-class Quantization(StrEnum):
-    NONE = "none"
-    DYNAMIC = "dynamic"
-    FLOAT16 = "float16"
-    INT8 = "int8"
 
 
 class Metric(StrEnum):

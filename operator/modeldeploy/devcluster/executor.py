@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.k8s import KubeClient
+from modeldeploy.k8s.client import KubeClient
 
 log = logging.getLogger(__name__)
 SELECTOR = "app.kubernetes.io/component=optimizer"

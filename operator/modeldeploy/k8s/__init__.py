@@ -1,5 +1,6 @@
-"""The only package that talks to the Kubernetes API server."""
+"""The only package that talks to the Kubernetes API server (`client`), and the table of the kinds
+the operator touches (`kinds`, pure data that the pure layers may import too).
 
-from modeldeploy.k8s.client import ApiError, KubeClient, load_client
-
-__all__ = ["ApiError", "KubeClient", "load_client"]
+Import `modeldeploy.k8s.client` explicitly: this file imports nothing, so importing the table
+never loads the kubernetes client.
+"""

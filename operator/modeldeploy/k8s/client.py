@@ -13,31 +13,16 @@ import json
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from modeldeploy import metrics
+from modeldeploy.k8s.kinds import KINDS
 
 FIELD_MANAGER = "modeldeploy-operator"
-
-# kind -> (API prefix, plural). Everything the operator reads or writes.
-KINDS: dict[str, tuple[str, str]] = {
-    "ModelDeployment": ("/apis/modeldeploy.io/v1alpha1", "modeldeployments"),
-    "Job": ("/apis/batch/v1", "jobs"),
-    "Deployment": ("/apis/apps/v1", "deployments"),
-    "Service": ("/api/v1", "services"),
-    "ConfigMap": ("/api/v1", "configmaps"),
-    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
-    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
-    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
-    "Pod": ("/api/v1", "pods"),
-    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
-    "Event": ("/apis/events.k8s.io/v1", "events"),
-    "Secret": ("/api/v1", "secrets"),  # read only by the test-side executor, never by the operator
-}
 
 
 class ApiError(Exception):
@@ -49,7 +34,7 @@ class ApiError(Exception):
         self.message = message
 
 
-def load_client(kubeconfig: str | None = None) -> KubeClient:
+def load_client(kubeconfig: str | None = None, on_request: Callable[[str], None] | None = None) -> KubeClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or given)."""
     configuration = k8s_client.Configuration()
     if kubeconfig is None:
@@ -59,24 +44,26 @@ def load_client(kubeconfig: str | None = None) -> KubeClient:
             k8s_config.load_kube_config(client_configuration=configuration)
     else:
         k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    return KubeClient(k8s_client.ApiClient(configuration))
+    return KubeClient(k8s_client.ApiClient(configuration), on_request)
 
 
 class KubeClient:
     """Read, apply, create, delete and patch status, by kind, with request counting."""
 
-    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+    def __init__(self, api_client: k8s_client.ApiClient, on_request: Callable[[str], None] | None = None) -> None:
         self.api = api_client
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()
+        # The operator counts requests in its Prometheus metrics; this package stays below it.
+        self.on_request = on_request
 
     def close(self) -> None:
         self.api.close()
 
     # -- plumbing -------------------------------------------------------------------------------
     def _path(self, kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
-        prefix, plural = KINDS[kind]
-        path = prefix + (f"/namespaces/{quote(namespace)}" if namespace else "") + f"/{plural}"
+        spec = KINDS[kind]
+        path = spec.path_prefix + (f"/namespaces/{quote(namespace)}" if namespace else "") + f"/{spec.plural}"
         if name:
             path += f"/{quote(name)}"
         if sub:
@@ -93,7 +80,8 @@ class KubeClient:
     ) -> Any:
         with self._lock:
             self.requests[method] += 1
-        metrics.API_REQUESTS.labels(method).inc()
+        if self.on_request is not None:
+            self.on_request(method)
         url = self.api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Accept": "application/json", "Content-Type": content_type}
         self.api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.optimize.errors import OptimizeError, Reason
-from modeldeploy.optimize.options import ModelFormat
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.formats import ModelFormat
+from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.storage import display_uri, unpack_archive
 
 SIGNATURE_KEY = "serving_default"
@@ -38,11 +39,11 @@ class ModelSignature:
 
 
 def _load_failed(uri: str, problem: str) -> OptimizeError:
-    return OptimizeError(Reason.MODEL_LOAD_FAILED, f"model {display_uri(uri)}: {problem}")
+    return OptimizeError(Failure.MODEL_LOAD_FAILED, f"model {display_uri(uri)}: {problem}")
 
 
 def _unsupported(uri: str, problem: str) -> OptimizeError:
-    return OptimizeError(Reason.UNSUPPORTED_MODEL, f"model {display_uri(uri)}: {problem}")
+    return OptimizeError(Failure.UNSUPPORTED_MODEL, f"model {display_uri(uri)}: {problem}")
 
 
 def _is_hdf5(path: Path) -> bool:

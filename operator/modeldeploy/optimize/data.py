@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modeldeploy.optimize.errors import OptimizeError, Reason
+from modeldeploy.contract.failures import Failure
+from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.storage import display_uri
 
 
@@ -31,7 +32,7 @@ class Dataset:
 
 
 def _invalid(uri: str, problem: str) -> OptimizeError:
-    return OptimizeError(Reason.INVALID_DATASET, f"dataset {display_uri(uri)}: {problem}")
+    return OptimizeError(Failure.INVALID_DATASET, f"dataset {display_uri(uri)}: {problem}")
 
 
 def load_npz(path: Path, uri: str) -> Dataset:

@@ -20,9 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from modeldeploy.contract.failures import Failure
+from modeldeploy.optimize.accuracy import METRICS, Metric
 from modeldeploy.optimize.convert import SIGNATURE_KEY, ModelSignature
-from modeldeploy.optimize.errors import OptimizeError, Reason
-from modeldeploy.optimize.metrics import METRICS, Metric
+from modeldeploy.optimize.errors import OptimizeError
 
 LATENCY_EXAMPLES = 200
 LATENCY_WARMUP = 10
@@ -183,5 +184,5 @@ def score(metric: Metric, predictor: Predictor, x: npt.NDArray[Any], y: npt.NDAr
         outputs = predictor.predict(x)
     except (ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise OptimizeError(Reason.INVALID_DATASET, f"evaluating the {what} model failed: {first[:300]}") from None
+        raise OptimizeError(Failure.INVALID_DATASET, f"evaluating the {what} model failed: {first[:300]}") from None
     return metric.compute(y, outputs)

@@ -19,34 +19,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from modeldeploy.optimize.errors import OptimizeError, Reason
-from modeldeploy.optimize.storage import manifest_text, tree_manifest
-
-SUMS_FILE = "SHA256SUMS"
-REPORT_FILE = "report.json"
+from modeldeploy.contract import sums
+from modeldeploy.contract.failures import Failure
+from modeldeploy.optimize.errors import OptimizeError
 
 
 def staging_prefix(version: int) -> str:
     return f".{version}.partial-"
 
 
-def write_sums(bundle: Path) -> dict[str, str]:
-    """Write SHA256SUMS (sha256sum -c format) for every file of the bundle; returns path -> digest."""
-    entries = tree_manifest(bundle, exclude=frozenset({SUMS_FILE}))
-    (bundle / SUMS_FILE).write_text(manifest_text(entries), encoding="utf-8")
-    return dict(entries)
-
-
 def verify_sums(folder: Path) -> None:
-    """Check every file listed in SHA256SUMS, and that no unlisted file is present."""
-    expected = {}
-    for line in (folder / SUMS_FILE).read_text(encoding="utf-8").splitlines():
-        digest, relative = line.split("  ", 1)
-        expected[relative] = digest
-    actual = dict(tree_manifest(folder, exclude=frozenset({SUMS_FILE})))
-    if actual != expected:
-        wrong = sorted(set(actual.items()) ^ set(expected.items()))
-        raise OSError(f"copy differs from SHA256SUMS: {', '.join(name for name, _ in wrong)[:300]}")
+    """Raise OSError naming the files that differ from the folder's SHA256SUMS."""
+    found = sums.problems(folder)
+    if found:
+        raise OSError(f"copy differs from SHA256SUMS: {'; '.join(found)[:300]}")
 
 
 def _fsync_tree(root: Path) -> None:
@@ -85,11 +71,11 @@ def check_target(output: Path, version: int) -> Path:
     target = output / str(version)
     if target.exists() or target.is_symlink():
         raise OptimizeError(
-            Reason.VERSION_EXISTS,
+            Failure.VERSION_EXISTS,
             f"{target} exists already; versions are immutable: choose another --version or remove it",
         )
     if output.exists() and not output.is_dir():
-        raise OptimizeError(Reason.EXPORT_FAILED, f"--output {output} is not a folder")
+        raise OptimizeError(Failure.EXPORT_FAILED, f"--output {output} is not a folder")
     return target
 
 
@@ -120,7 +106,7 @@ def publish(bundle: Path, output: Path, version: int) -> Path:
     except OptimizeError:
         raise
     except OSError as exc:
-        raise OptimizeError(Reason.EXPORT_FAILED, f"cannot write {target}: {exc}") from None
+        raise OptimizeError(Failure.EXPORT_FAILED, f"cannot write {target}: {exc}") from None
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)

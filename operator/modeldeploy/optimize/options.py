@@ -14,29 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
-from modeldeploy.optimize.errors import OptimizeError, Reason
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.formats import ModelFormat, Quantization
+from modeldeploy.contract.layout import PVC_ROOT, TERMINATION_MESSAGE_PATH
+from modeldeploy.optimize.accuracy import METRICS
+from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import LOG_FORMATS, LogFormat
-from modeldeploy.optimize.metrics import METRICS
 
 MAX_SPARSITY = 0.95
 DEFAULT_MAX_ACCURACY_DROP = 0.01
-DEFAULT_PVC_ROOT = Path("/mnt/pvc")
-DEFAULT_TERMINATION_MESSAGE_PATH = Path("/dev/termination-log")
+DEFAULT_PVC_ROOT = Path(PVC_ROOT)
+DEFAULT_TERMINATION_MESSAGE_PATH = Path(TERMINATION_MESSAGE_PATH)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _E = TypeVar("_E", bound=enum.StrEnum)
-
-
-class ModelFormat(enum.StrEnum):
-    KERAS = "keras"
-    H5 = "h5"
-    SAVEDMODEL = "savedmodel"
-
-
-class Quantization(enum.StrEnum):
-    NONE = "none"
-    DYNAMIC = "dynamic"
-    FLOAT16 = "float16"
-    INT8 = "int8"
 
 
 @dataclass(frozen=True)
@@ -64,7 +54,7 @@ class Options:
 
 
 def _bad(flag: str, problem: str) -> OptimizeError:
-    return OptimizeError(Reason.INVALID_ARGUMENTS, f"{flag}: {problem}")
+    return OptimizeError(Failure.INVALID_ARGUMENTS, f"{flag}: {problem}")
 
 
 def _required(value: str | None, flag: str) -> str:

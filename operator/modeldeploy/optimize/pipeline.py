@@ -18,6 +18,11 @@ from typing import Any
 import numpy as np
 
 from modeldeploy import __version__
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.formats import ModelFormat, Quantization
+from modeldeploy.contract.layout import REPORT_FILE, SUMS_FILE, TFLITE_FILE
+from modeldeploy.contract.sums import tree_manifest, write_sums
+from modeldeploy.optimize.accuracy import METRICS
 from modeldeploy.optimize.convert import (
     ModelSignature,
     export_saved_model,
@@ -27,7 +32,7 @@ from modeldeploy.optimize.convert import (
     saved_model_signature,
 )
 from modeldeploy.optimize.data import Dataset, fit_to_model, load_npz
-from modeldeploy.optimize.errors import OptimizeError, Reason
+from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.evaluate import (
     Latency,
     Predictor,
@@ -39,23 +44,15 @@ from modeldeploy.optimize.evaluate import (
     score,
     size_of,
 )
-from modeldeploy.optimize.export import (
-    REPORT_FILE,
-    check_target,
-    publish,
-    remove_stale_staging,
-    write_sums,
-)
+from modeldeploy.optimize.export import check_target, publish, remove_stale_staging
 from modeldeploy.optimize.logs import ProgressLog
-from modeldeploy.optimize.metrics import METRICS
-from modeldeploy.optimize.options import ModelFormat, Options, Quantization
+from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.prune import PruneReport, prune
 from modeldeploy.optimize.quantize import artifact_format, quantize, representative_sample
 from modeldeploy.optimize.report import Evaluation, Report
-from modeldeploy.optimize.storage import Fetched, display_uri, fetch, tree_manifest
+from modeldeploy.optimize.storage import Fetched, display_uri, fetch
 
-TFLITE_FILE = "model.tflite"
-_NOT_FROM_SOURCE = shutil.ignore_patterns(TFLITE_FILE, REPORT_FILE, "SHA256SUMS")
+_NOT_FROM_SOURCE = shutil.ignore_patterns(TFLITE_FILE, REPORT_FILE, SUMS_FILE)
 
 
 @dataclass(frozen=True)
@@ -142,7 +139,7 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
         with log.stage("evaluate"):
             measured = _evaluate(opts, loaded, optimized_dir, tflite, train, evaluation_data, log)
         if measured.evaluation is not None and not measured.evaluation.gate.passed:
-            raise OptimizeError(Reason.QUALITY_GATE_FAILED, measured.evaluation.gate.message())
+            raise OptimizeError(Failure.QUALITY_GATE_FAILED, measured.evaluation.gate.message())
         with log.stage("bundle"):
             bundle = work / "bundle"
             report = _bundle(
@@ -170,7 +167,7 @@ def _load(opts: Options, source: Fetched, work: Path) -> _Loaded:
     if opts.format is ModelFormat.SAVEDMODEL:
         if opts.prunes:
             raise OptimizeError(
-                Reason.UNSUPPORTED_MODEL,
+                Failure.UNSUPPORTED_MODEL,
                 f"model {display_uri(opts.source)}: pruning needs the Keras model (.keras or .h5); "
                 "a SavedModel can be quantized only",
             )
@@ -208,7 +205,7 @@ def _quantize(
         return quantize(saved_model_dir, opts.quantization), None
     calibration, source = (train, "train-data") if train is not None else (evaluation_data, "eval-data")
     if calibration is None:  # options_from_args refuses int8 without data; keep the message anyway
-        raise OptimizeError(Reason.INVALID_ARGUMENTS, "int8 needs representative data: give --train-data")
+        raise OptimizeError(Failure.INVALID_ARGUMENTS, "int8 needs representative data: give --train-data")
     return quantize(saved_model_dir, opts.quantization, representative_sample(calibration.x)), source
 
 

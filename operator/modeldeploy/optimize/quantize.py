@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.formats import Quantization
 from modeldeploy.optimize.convert import SIGNATURE_KEY
-from modeldeploy.optimize.errors import OptimizeError, Reason
-from modeldeploy.optimize.options import Quantization
+from modeldeploy.optimize.errors import OptimizeError
 
 REPRESENTATIVE_SAMPLES = 200
 
@@ -49,7 +50,7 @@ def quantize(saved_model_dir: Path, mode: Quantization, representative: npt.NDAr
         converter.target_spec.supported_types = [tf.float16]
     elif mode is Quantization.INT8:
         if representative is None or len(representative) == 0:
-            raise OptimizeError(Reason.INVALID_ARGUMENTS, "int8 quantization needs representative data")
+            raise OptimizeError(Failure.INVALID_ARGUMENTS, "int8 quantization needs representative data")
         examples = representative.astype(np.float32)
 
         def dataset() -> Iterator[list[npt.NDArray[Any]]]:
@@ -64,5 +65,5 @@ def quantize(saved_model_dir: Path, mode: Quantization, representative: npt.NDAr
     except Exception as exc:  # ConverterError and friends
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise OptimizeError(
-            Reason.UNSUPPORTED_MODEL, f"TFLite conversion ({mode.value}) failed: {first[:400]}"
+            Failure.UNSUPPORTED_MODEL, f"TFLite conversion ({mode.value}) failed: {first[:400]}"
         ) from None

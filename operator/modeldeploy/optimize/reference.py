@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modeldeploy.optimize.storage import sha256_file
+from modeldeploy.contract.sums import sha256_file
 
 DEFAULT_EPOCHS = 30
 SEED = 0

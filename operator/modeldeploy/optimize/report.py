@@ -8,17 +8,15 @@ stage timings, sha256 of each artifact). The termination message is one line of 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.optimize.errors import OptimizeError
+from modeldeploy.contract.summary import OptimizerSummary, Result, Sparsity
 from modeldeploy.optimize.evaluate import GateResult, Latency, Size
 from modeldeploy.optimize.prune import PruneReport
 
 REPORT_SCHEMA_VERSION = 1
-TERMINATION_LIMIT_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -132,26 +130,30 @@ class Report:
             "tool": self.tool,
         }
 
-    def termination_summary(self, duration_seconds: float) -> dict[str, Any]:
+    def summary(self, duration_seconds: float, manifest_sha256: str) -> OptimizerSummary:
+        """The termination summary of this run; `manifest_sha256` is the digest of the published
+        SHA256SUMS, which the operator hands to the serving pods so they refuse a folder that changed."""
         gate = self.evaluation.gate if self.evaluation is not None else None
-        return {
-            "result": "Succeeded",
-            "version": self.version,
-            "format": self.format,
-            "originalBytes": self.baseline_size.bytes,
-            "optimizedBytes": self.optimized_size.bytes,
-            "originalGzipBytes": self.baseline_size.gzip_bytes,
-            "optimizedGzipBytes": self.optimized_size.gzip_bytes,
-            "sparsity": self.sparsity(),
-            "metric": gate.metric if gate else None,
-            "accuracyBefore": round(gate.before, 4) if gate else None,
-            "accuracyAfter": round(gate.after, 4) if gate else None,
-            "gate": ("Passed" if gate.passed else "Failed") if gate else "Skipped",
-            "latencyP50Ms": round(self.latency_optimized.p50_ms, 4),
-            "latencyP95Ms": round(self.latency_optimized.p95_ms, 4),
-            "artifactSha256": self.artifact_sha256,
-            "durationSeconds": round(duration_seconds, 2),
-        }
+        sparsity = self.sparsity()
+        return OptimizerSummary(
+            result=Result.SUCCEEDED,
+            version=self.version,
+            format=self.format,
+            original_bytes=self.baseline_size.bytes,
+            optimized_bytes=self.optimized_size.bytes,
+            original_gzip_bytes=self.baseline_size.gzip_bytes,
+            optimized_gzip_bytes=self.optimized_size.gzip_bytes,
+            sparsity=Sparsity(dense=sparsity["dense"], conv=sparsity["conv"]),
+            metric=gate.metric if gate else None,
+            accuracy_before=round(gate.before, 4) if gate else None,
+            accuracy_after=round(gate.after, 4) if gate else None,
+            gate=("Passed" if gate.passed else "Failed") if gate else "Skipped",
+            latency_p50_ms=round(self.latency_optimized.p50_ms, 4),
+            latency_p95_ms=round(self.latency_optimized.p95_ms, 4),
+            artifact_sha256=self.artifact_sha256,
+            duration_seconds=round(duration_seconds, 2),
+            manifest_sha256=manifest_sha256,
+        )
 
 
 def _size(size: Size) -> dict[str, int]:
@@ -166,63 +168,37 @@ def _latency(latency: Latency) -> dict[str, float]:
     return {"p50Ms": round(latency.p50_ms, 4), "p95Ms": round(latency.p95_ms, 4), "examples": latency.examples}
 
 
-def compact(document: dict[str, Any]) -> str:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def failure_message(error: OptimizeError) -> str:
-    """The failure's termination line, its message cut to keep the line under the limit."""
-    message = error.message
-    while True:
-        line = compact({"result": "Failed", "reason": error.reason.value, "message": message})
-        if len(line.encode()) < TERMINATION_LIMIT_BYTES:
-            return line
-        message = message[: max(0, len(message) - (len(line.encode()) - TERMINATION_LIMIT_BYTES) - 16)] + "..."
-
-
-def success_message(report: Report, duration_seconds: float, manifest_sha256: str | None = None) -> str:
-    """The termination line; `manifest_sha256` is the digest of the published SHA256SUMS, which the
-    operator hands to the serving pods so they refuse a folder that changed since."""
-    summary = report.termination_summary(duration_seconds)
-    if manifest_sha256:
-        summary["manifestSha256"] = manifest_sha256
-    line = compact(summary)
-    if len(line.encode()) >= TERMINATION_LIMIT_BYTES:  # cannot happen with the fixed fields; be safe
-        line = compact({"result": "Succeeded", "version": report.version, "format": report.format})
-    return line
-
-
-def summary_from_report(report: dict[str, Any], manifest_sha256: str) -> str:
-    """The termination line rebuilt from a published report.json (same fields as success_message),
-    for a retried Job pod that finds its version folder complete."""
+def summary_from_report(report: dict[str, Any], manifest_sha256: str) -> OptimizerSummary:
+    """The summary rebuilt from a published report.json (the fields `Report.summary` gives), for a
+    retried Job pod that finds its version folder complete."""
     sizes = report.get("sizes", {})
     evaluation = report.get("evaluation", {})
     evaluated = bool(evaluation.get("evaluated"))
     optimized_latency = report.get("latency", {}).get("optimized", {})
-    summary = {
-        "result": "Succeeded",
-        "version": report.get("version"),
-        "format": report.get("format"),
-        "originalBytes": sizes.get("baselineSavedModel", {}).get("bytes"),
-        "optimizedBytes": sizes.get("optimized", {}).get("bytes"),
-        "originalGzipBytes": sizes.get("baselineSavedModel", {}).get("gzipBytes"),
-        "optimizedGzipBytes": sizes.get("optimized", {}).get("gzipBytes"),
-        "sparsity": report.get("pruning", {}).get("achieved"),
-        "metric": evaluation.get("metric") if evaluated else None,
-        "accuracyBefore": round(evaluation["before"], 4) if evaluated else None,
-        "accuracyAfter": round(evaluation["after"], 4) if evaluated else None,
-        "gate": evaluation.get("gate") if evaluated else "Skipped",
-        "latencyP50Ms": optimized_latency.get("p50Ms"),
-        "latencyP95Ms": optimized_latency.get("p95Ms"),
-        "artifactSha256": report.get("artifactSha256"),
-        "durationSeconds": report.get("durationSeconds"),
-        "manifestSha256": manifest_sha256,
-        "reused": True,
-    }
-    return compact(summary)
+    achieved = report.get("pruning", {}).get("achieved")
+    return OptimizerSummary(
+        result=Result.SUCCEEDED,
+        version=report.get("version"),
+        format=report.get("format"),
+        original_bytes=sizes.get("baselineSavedModel", {}).get("bytes"),
+        optimized_bytes=sizes.get("optimized", {}).get("bytes"),
+        original_gzip_bytes=sizes.get("baselineSavedModel", {}).get("gzipBytes"),
+        optimized_gzip_bytes=sizes.get("optimized", {}).get("gzipBytes"),
+        sparsity=Sparsity.model_validate(achieved) if isinstance(achieved, dict) else None,
+        metric=evaluation.get("metric") if evaluated else None,
+        accuracy_before=round(evaluation["before"], 4) if evaluated else None,
+        accuracy_after=round(evaluation["after"], 4) if evaluated else None,
+        gate=evaluation.get("gate") if evaluated else "Skipped",
+        latency_p50_ms=optimized_latency.get("p50Ms"),
+        latency_p95_ms=optimized_latency.get("p95Ms"),
+        artifact_sha256=report.get("artifactSha256"),
+        duration_seconds=report.get("durationSeconds"),
+        manifest_sha256=manifest_sha256,
+        reused=True,
+    )
 
 
-def write_termination_message(path: Path | None, line: str) -> str | None:
+def write_termination_message(path: Path | None, summary: OptimizerSummary) -> str | None:
     """Write the line; a missing parent folder (not in Kubernetes) is skipped silently.
 
     Returns a problem description when the file exists-or-could-exist but writing failed.
@@ -230,7 +206,7 @@ def write_termination_message(path: Path | None, line: str) -> str | None:
     if path is None or not path.parent.is_dir():
         return None
     try:
-        path.write_text(line + "\n", encoding="utf-8")
+        path.write_text(summary.to_line() + "\n", encoding="utf-8")
     except OSError as exc:
         return f"cannot write the termination message to {path}: {exc.strerror or exc}"
     return None

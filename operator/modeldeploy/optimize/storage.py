@@ -14,11 +14,11 @@ prints. Every failure is an OptimizeError(FetchFailed / ChecksumMismatch) naming
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tarfile
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from modeldeploy.optimize.errors import OptimizeError, Reason
+from modeldeploy.contract.failures import Failure
+from modeldeploy.contract.sums import sha256_file, sha256_tree
+from modeldeploy.optimize.errors import OptimizeError
 
 _CHUNK = 1 << 20
 HTTP_TIMEOUT_SECONDS = 60
@@ -62,35 +64,7 @@ def display_uri(uri: str) -> str:
 
 
 def _fetch_failed(what: str, uri: str, problem: str) -> OptimizeError:
-    return OptimizeError(Reason.FETCH_FAILED, f"{what} {display_uri(uri)}: {problem}")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tree_manifest(root: Path, exclude: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
-    """(relative path, sha256) of every file under root, sorted bytewise by path like `LC_ALL=C sort`."""
-    entries = []
-    for path in root.rglob("*"):
-        if path.is_file():
-            relative = path.relative_to(root).as_posix()
-            if relative not in exclude:
-                entries.append((relative, sha256_file(path)))
-    return sorted(entries, key=lambda entry: entry[0].encode())
-
-
-def manifest_text(entries: list[tuple[str, str]]) -> str:
-    """The lines `sha256sum` prints (and `sha256sum -c` checks)."""
-    return "".join(f"{digest}  {relative}\n" for relative, digest in entries)
-
-
-def sha256_tree(root: Path) -> str:
-    return hashlib.sha256(manifest_text(tree_manifest(root)).encode()).hexdigest()
+    return OptimizeError(Failure.FETCH_FAILED, f"{what} {display_uri(uri)}: {problem}")
 
 
 def total_bytes(path: Path) -> int:
@@ -106,9 +80,9 @@ def resolve_pvc(uri: str, pvc_root: Path) -> Path:
     relative = urllib.parse.unquote(parts.path).lstrip("/")
     segments = PurePosixPath(relative).parts
     if not claim or "/" in claim or claim in (".", ".."):
-        raise OptimizeError(Reason.INVALID_ARGUMENTS, f"{uri}: expected pvc://CLAIM/PATH")
+        raise OptimizeError(Failure.INVALID_ARGUMENTS, f"{uri}: expected pvc://CLAIM/PATH")
     if ".." in segments:
-        raise OptimizeError(Reason.INVALID_ARGUMENTS, f"{uri}: '..' may not leave the claim")
+        raise OptimizeError(Failure.INVALID_ARGUMENTS, f"{uri}: '..' may not leave the claim")
     return pvc_root / claim / Path(*segments) if segments else pvc_root / claim
 
 
@@ -118,7 +92,7 @@ def _local(uri: str, what: str, pvc_root: Path) -> Path:
     elif uri.startswith("file://"):
         parts = urllib.parse.urlsplit(uri)
         if parts.netloc not in ("", "localhost"):
-            raise OptimizeError(Reason.INVALID_ARGUMENTS, f"{uri}: file:// URIs name a local path")
+            raise OptimizeError(Failure.INVALID_ARGUMENTS, f"{uri}: file:// URIs name a local path")
         path = Path(urllib.parse.unquote(parts.path))
     else:
         path = Path(uri)
@@ -184,7 +158,7 @@ def _fetch_s3(uri: str, dest: Path, what: str) -> Path:
     parts = urllib.parse.urlsplit(uri)
     bucket, key = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
     if not bucket:
-        raise OptimizeError(Reason.INVALID_ARGUMENTS, f"{uri}: expected s3://BUCKET/KEY")
+        raise OptimizeError(Failure.INVALID_ARGUMENTS, f"{uri}: expected s3://BUCKET/KEY")
     try:
         client = _s3_client()
         if key and not key.endswith("/"):
@@ -259,7 +233,7 @@ def _fetch_gcs(uri: str, dest: Path, what: str) -> Path:
     parts = urllib.parse.urlsplit(uri)
     bucket, name = parts.netloc, urllib.parse.unquote(parts.path).lstrip("/")
     if not bucket:
-        raise OptimizeError(Reason.INVALID_ARGUMENTS, f"{uri}: expected gs://BUCKET/OBJECT")
+        raise OptimizeError(Failure.INVALID_ARGUMENTS, f"{uri}: expected gs://BUCKET/OBJECT")
     endpoint = os.environ.get("STORAGE_EMULATOR_HOST", GCS_DEFAULT_ENDPOINT).rstrip("/")
     base = f"{endpoint}/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o"
 
@@ -330,7 +304,7 @@ def fetch(
         path = _fetch_gcs(uri, workdir, what)
     else:
         raise OptimizeError(
-            Reason.INVALID_ARGUMENTS,
+            Failure.INVALID_ARGUMENTS,
             f"{what} {display_uri(uri)}: unsupported scheme {scheme!r} (file, pvc, https, http, s3, gs)",
         )
     try:
@@ -341,7 +315,7 @@ def fetch(
     if expected_sha256 is not None and digest != expected_sha256:
         kind = "folder manifest sha256" if path.is_dir() else "sha256"
         raise OptimizeError(
-            Reason.CHECKSUM_MISMATCH,
+            Failure.CHECKSUM_MISMATCH,
             f"{what} {display_uri(uri)}: {kind} is {digest}, expected {expected_sha256}",
         )
     return Fetched(uri=uri, path=path, sha256=digest, size_bytes=size)
@@ -361,13 +335,40 @@ def unpack_archive(archive: Path, dest: Path, what: str) -> Path:
                     parts = PurePosixPath(member).parts
                     if PurePosixPath(member).is_absolute() or ".." in parts:
                         raise OptimizeError(
-                            Reason.MODEL_LOAD_FAILED, f"{what} {archive.name}: unsafe member {member!r}"
+                            Failure.MODEL_LOAD_FAILED, f"{what} {archive.name}: unsafe member {member!r}"
                         )
                 zf.extractall(dest)
             return dest
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise OptimizeError(Reason.MODEL_LOAD_FAILED, f"{what} {archive.name}: broken archive ({exc})") from None
+        raise OptimizeError(Failure.MODEL_LOAD_FAILED, f"{what} {archive.name}: broken archive ({exc})") from None
     raise OptimizeError(
-        Reason.MODEL_LOAD_FAILED,
+        Failure.MODEL_LOAD_FAILED,
         f"{what} {archive.name}: neither a SavedModel folder nor a .tar, .tar.gz or .zip of one",
     )
+
+
+def saved_model_folder(path: Path, workdir: Path, what: str) -> Path:
+    """The folder holding saved_model.pb: the download itself, its only subfolder, or an archive's."""
+    if path.is_file():
+        path = unpack_archive(path, workdir / "unpacked", what)
+    if (path / "saved_model.pb").is_file():
+        return path
+    candidates = sorted(p.parent for p in path.glob("*/saved_model.pb"))
+    if len(candidates) == 1:
+        return candidates[0]
+    raise OptimizeError(Failure.MODEL_LOAD_FAILED, f"{what}: has no saved_model.pb (not a SavedModel folder)")
+
+
+def install_saved_model(source: str, dest: Path, pvc_root: Path, sha256: str | None, what: str) -> None:
+    """Fetch a SavedModel (a folder, or an archive of one) and put it at `dest` in one rename, so
+    TF Serving never sees a half-copied version folder (what `modeldeploy fetch` does)."""
+    with tempfile.TemporaryDirectory(prefix="modeldeploy-fetch-") as tmp:
+        work = Path(tmp)
+        fetched = fetch(source, work, pvc_root=pvc_root, what="model", expected_sha256=sha256)
+        folder = saved_model_folder(fetched.path, work, what)
+        staging = dest.parent / f".{dest.name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(folder, staging)
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)

@@ -1,0 +1,109 @@
+"""Every condition type and reason the operator publishes, as documented constants.
+
+Code compares these constants, never string literals. Each reason says whether it deserves a
+Warning Event (something a human should look at) and what it means; the table in docs/api.md is
+generated from here. The optimization Job's failure reasons come from the contract
+(`modeldeploy.contract.failures.Failure`) and are all Warnings; some reasons are Kubernetes' own
+(a Job's DeadlineExceeded, a pod's CreateContainerConfigError) and are passed through as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from modeldeploy.contract.failures import Failure
+
+
+class ConditionType(StrEnum):
+    """The three conditions of a ModelDeployment; Ready rolls the other two up."""
+
+    OPTIMIZED = "Optimized"
+    SERVING_READY = "ServingReady"
+    READY = "Ready"
+
+
+class Reason(StrEnum):
+    """Reasons set by the operator itself."""
+
+    # Optimized
+    OPTIMIZING = "Optimizing"
+    OPTIMIZED = "Optimized"
+    NOT_REQUIRED = "NotRequired"
+    OPTIMIZATION_FAILED = "OptimizationFailed"
+    JOB_FAILED = "JobFailed"
+    # ServingReady
+    NO_ARTIFACT = "NoArtifact"
+    CREATING = "Creating"
+    ROLLING_OUT = "RollingOut"
+    AVAILABLE = "Available"
+    UNAVAILABLE = "Unavailable"
+    ARTIFACT_VERIFICATION_FAILED = "ArtifactVerificationFailed"
+    # Ready
+    READY = "Ready"
+    SERVING_PREVIOUS_VERSION = "ServingPreviousVersion"
+    # any condition: the spec cannot be acted on
+    INVALID_SPEC = "InvalidSpec"
+    PERSISTENT_VOLUME_CLAIM_NOT_FOUND = "PersistentVolumeClaimNotFound"
+
+
+class KubernetesReason(StrEnum):
+    """Reasons Kubernetes reports on our children, passed through into our conditions."""
+
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    UNSCHEDULABLE = "Unschedulable"
+
+
+@dataclass(frozen=True)
+class ReasonInfo:
+    warning: bool
+    meaning: str
+
+
+REASONS: dict[str, ReasonInfo] = {
+    Reason.OPTIMIZING: ReasonInfo(False, "the optimization Job for the spec's artifact is starting or running"),
+    Reason.OPTIMIZED: ReasonInfo(False, "the Job built the artifact the spec asks for"),
+    Reason.NOT_REQUIRED: ReasonInfo(False, "optimization is off and the SavedModel is served as it is"),
+    Reason.OPTIMIZATION_FAILED: ReasonInfo(True, "the Job failed and its summary gave no reason"),
+    Reason.JOB_FAILED: ReasonInfo(True, "the Job failed without a summary (its pod never ran the optimizer)"),
+    Reason.NO_ARTIFACT: ReasonInfo(False, "no artifact can be served yet: waiting for the first optimization"),
+    Reason.CREATING: ReasonInfo(False, "the TF Serving Deployment is being created"),
+    Reason.ROLLING_OUT: ReasonInfo(False, "a new version is rolling out; the previous pods serve until it is ready"),
+    Reason.AVAILABLE: ReasonInfo(False, "the TF Serving pods are ready with the served version"),
+    Reason.UNAVAILABLE: ReasonInfo(False, "the TF Serving Deployment is not Available"),
+    Reason.ARTIFACT_VERIFICATION_FAILED: ReasonInfo(
+        True, "the serving pods refused the version folder: it differs from what the optimizer published"
+    ),
+    Reason.READY: ReasonInfo(False, "the version the spec asks for is served"),
+    Reason.SERVING_PREVIOUS_VERSION: ReasonInfo(
+        True, "the spec's version failed; the last good version keeps serving (Optimized says why)"
+    ),
+    Reason.INVALID_SPEC: ReasonInfo(True, "the spec breaks a rule the API server could not check"),
+    Reason.PERSISTENT_VOLUME_CLAIM_NOT_FOUND: ReasonInfo(True, "a claim the spec refers to does not exist"),
+    KubernetesReason.DEADLINE_EXCEEDED: ReasonInfo(True, "the Job ran longer than optimization.deadlineSeconds"),
+    KubernetesReason.BACKOFF_LIMIT_EXCEEDED: ReasonInfo(True, "the Job's pods failed too often"),
+    KubernetesReason.PROGRESS_DEADLINE_EXCEEDED: ReasonInfo(True, "the Deployment made no progress in time"),
+    KubernetesReason.CREATE_CONTAINER_CONFIG_ERROR: ReasonInfo(
+        True, "a pod cannot start: a Secret or ConfigMap it needs is missing"
+    ),
+    KubernetesReason.SECRET_NOT_FOUND: ReasonInfo(True, "a Secret the pod needs is missing"),
+    KubernetesReason.UNSCHEDULABLE: ReasonInfo(True, "no node can run the pod"),
+    **{failure.value: ReasonInfo(True, f"optimizer: {failure.description}") for failure in Failure},
+}
+
+
+def is_warning(reason: str) -> bool:
+    """Does a condition with this reason deserve a Warning Event? Unknown reasons are Normal."""
+    info = REASONS.get(reason)
+    return info is not None and info.warning
+
+
+def reasons_table_markdown() -> str:
+    """The reasons as a Markdown table (docs/api.md)."""
+    lines = ["| reason | event | meaning |", "| --- | --- | --- |"]
+    lines += [f"| {reason} | {'Warning' if i.warning else 'Normal'} | {i.meaning} |" for reason, i in REASONS.items()]
+    return "\n".join(lines)

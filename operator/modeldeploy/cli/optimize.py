@@ -1,0 +1,73 @@
+"""`modeldeploy optimize`: the optimization Job's command, also usable by hand on a laptop.
+
+Only the flags live here; `modeldeploy.optimize.job` runs them. The flags stay plain strings so
+that validation, and its one-line error with the exit code of its class, is the optimizer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from modeldeploy.contract.formats import ModelFormat, Quantization
+from modeldeploy.optimize.options import (
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_PVC_ROOT,
+    DEFAULT_TERMINATION_MESSAGE_PATH,
+    MAX_SPARSITY,
+)
+
+COMMAND = "optimize"
+_HELP = "Prune, quantize and gate a trained model; write it in TF Serving's layout"
+
+
+def _choices(kind: type[ModelFormat] | type[Quantization]) -> str:
+    return "{" + ",".join(member.value for member in kind) + "}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags; kept as strings so validation (and its error reporting) is ours, not argparse's."""
+    add = parser.add_argument
+    add("--source", metavar="URI", help="model: file://, pvc://CLAIM/PATH, https://, s3://BUCKET/KEY")
+    add("--format", metavar=_choices(ModelFormat), help="model format (default: from the source's suffix)")
+    add("--sha256", metavar="HEX", help="expected sha256 of the model file (of the manifest for a folder)")
+    add("--output", metavar="DIR", help="TF Serving base path; the result goes to DIR/<version>/")
+    add("--version", dest="version", metavar="N", help="model version, a positive integer")
+    add("--dense-sparsity", metavar="F", help=f"fraction of Dense weights to prune, 0..{MAX_SPARSITY} (0)")
+    add("--conv-sparsity", metavar="F", help=f"fraction of convolution weights to prune, 0..{MAX_SPARSITY} (0)")
+    add("--fine-tune-epochs", metavar="N", help="epochs of fine-tuning after pruning, masks kept (0)")
+    add("--train-data", metavar="URI", help=".npz with x, y: fine-tuning and int8 calibration")
+    add("--quantization", metavar=_choices(Quantization), help="post-training quantization (none)")
+    add("--eval-data", metavar="URI", help=".npz with x, y: quality before/after and the gate")
+    add("--metric", metavar="NAME", help="quality metric of the gate (accuracy)")
+    add(
+        "--max-accuracy-drop",
+        metavar="F",
+        help=f"largest allowed drop, as a fraction: 0.01 = 1 point ({DEFAULT_MAX_ACCURACY_DROP})",
+    )
+    add("--pvc-root", metavar="DIR", default=str(DEFAULT_PVC_ROOT), help="where pvc://CLAIM is mounted")
+    add(
+        "--termination-message-path",
+        metavar="PATH",
+        default=str(DEFAULT_TERMINATION_MESSAGE_PATH),
+        help="one-line JSON summary for Kubernetes; skipped when its folder is missing, '' disables",
+    )
+    add("--log-format", metavar="{text,json}", default="text", help="progress log format on stdout")
+    add(
+        "--reuse-complete-version",
+        action="store_true",
+        help="when DIR/<version> exists and matches its SHA256SUMS, report it instead of failing "
+        "(the operator's Job sets it: a retried pod finds what its first attempt published)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `optimize` subcommand to the `modeldeploy` dispatcher."""
+    parser = subparsers.add_parser(COMMAND, help=_HELP, description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from modeldeploy.optimize.job import run
+
+    return run(args)

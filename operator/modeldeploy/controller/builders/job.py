@@ -1,0 +1,148 @@
+"""The optimization Job: runs `modeldeploy optimize` once for one artifact.
+
+The pod reads the model and datasets (PVCs mounted read-only, remote URIs fetched with the
+credentials Secret as environment), writes `<artifact store>/<hash>/<version>/` on the artifacts
+claim, and leaves a one-line JSON summary as its termination message, which the operator reads
+from the pod status (no extra RBAC, no log scraping).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.api import ModelDeployment
+from modeldeploy.api.spec import pvc_parts, uri_scheme
+from modeldeploy.contract.formats import Quantization
+from modeldeploy.contract.layout import TERMINATION_MESSAGE_PATH
+from modeldeploy.controller.builders import names
+from modeldeploy.controller.builders.artifacts import artifact_hash, claims_read, output_base, pvc_mount_path
+from modeldeploy.controller.builders.labels import (
+    ARTIFACT_LABEL,
+    OPTIMIZER,
+    WORKLOAD_CHECKOV_SKIPS,
+    Owner,
+    child_labels,
+    metadata,
+)
+from modeldeploy.controller.builders.security import container_security_context, pod_security_context
+from modeldeploy.controller.builders.volumes import empty_dir, host_path_volume, mount, pvc_volume
+
+
+def pod_uri(uri: str) -> str:
+    """pvc://CLAIM/PATH as the file the pod sees where the claim is mounted; other URIs unchanged."""
+    if uri_scheme(uri) != "pvc":
+        return uri
+    claim, path = pvc_parts(uri)
+    return f"file://{pvc_mount_path(claim)}/{path}"
+
+
+def optimizer_args(md: ModelDeployment) -> list[str]:
+    """The optimizer's command line (the contract with `modeldeploy optimize`)."""
+    spec = md.spec
+    opt = spec.optimization
+    args = [
+        "optimize",
+        f"--source={pod_uri(spec.model.storage_uri)}",
+        f"--format={spec.model.format.value}",
+        f"--output={output_base(md.name, spec)}",
+        f"--version={spec.model.version}",
+        f"--termination-message-path={TERMINATION_MESSAGE_PATH}",
+        "--log-format=text",
+        "--reuse-complete-version",  # a retried pod reports what its first attempt published
+    ]
+    if spec.model.sha256:
+        args.append(f"--sha256={spec.model.sha256}")
+    if opt.enabled:
+        args += [
+            f"--dense-sparsity={opt.pruning.dense_sparsity}",
+            f"--conv-sparsity={opt.pruning.conv_sparsity}",
+            f"--fine-tune-epochs={opt.pruning.fine_tune_epochs}",
+            f"--quantization={opt.quantization.value}",
+        ]
+        if opt.pruning.train_data_uri:
+            args.append(f"--train-data={pod_uri(opt.pruning.train_data_uri)}")
+        if opt.evaluation.dataset_uri:
+            args += [
+                f"--eval-data={pod_uri(opt.evaluation.dataset_uri)}",
+                f"--metric={opt.evaluation.metric.value}",
+                f"--max-accuracy-drop={opt.evaluation.max_accuracy_drop}",
+            ]
+    else:
+        args.append(f"--quantization={Quantization.NONE.value}")  # conversion to SavedModel only
+    return args
+
+
+def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    spec = md.spec
+    out_claim, _ = pvc_parts(spec.artifacts_uri(md.name))
+    volumes = [empty_dir("tmp", "4Gi")]
+    mounts = [mount("tmp", "/tmp", read_only=False)]
+    for claim in sorted(set(claims_read(spec)) | {out_claim}):
+        volume = pvc_volume(claim, read_only=claim != out_claim)
+        volumes.append(volume)
+        mounts.append(mount(volume["name"], pvc_mount_path(claim), read_only=claim != out_claim))
+    opt = spec.optimization
+    for uri in (spec.model.storage_uri, opt.pruning.train_data_uri, opt.evaluation.dataset_uri):
+        if uri and uri_scheme(uri) == "file":
+            path = uri.removeprefix("file://")
+            volume = host_path_volume(path)
+            if volume not in volumes:
+                volumes.append(volume)
+                mounts.append(mount(volume["name"], path, read_only=True))
+    return volumes, mounts
+
+
+def build_job(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
+    spec = md.spec
+    opt = spec.optimization
+    digest = artifact_hash(spec)
+    labels = {**child_labels(md.name, OPTIMIZER, spec.model.version), ARTIFACT_LABEL: digest}
+    volumes, mounts = _volumes(md)
+    container: dict[str, Any] = {
+        "name": "optimizer",
+        "image": opt.image,
+        "command": ["modeldeploy"],
+        "args": optimizer_args(md),
+        "env": [
+            {"name": "HOME", "value": "/tmp"},  # Keras writes ~/.keras; the root fs is read-only
+            {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},  # progress reaches `kubectl logs -f` at once
+        ],
+        "resources": opt.resources.to_api(),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        "terminationMessagePath": str(TERMINATION_MESSAGE_PATH),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if spec.model.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": spec.model.credentials_secret}}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,  # the optimizer never talks to the API server
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    serving = spec.serving
+    if serving.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in serving.image_pull_secrets]
+    if serving.node_selector:
+        pod_spec["nodeSelector"] = dict(serving.node_selector)
+    if serving.tolerations:
+        pod_spec["tolerations"] = list(serving.tolerations)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(
+            names.job_name(md.name, digest),
+            md.namespace,
+            labels,
+            owner,
+            {"modeldeploy.io/model-version": str(spec.model.version), **WORKLOAD_CHECKOV_SKIPS},
+        ),
+        "spec": {
+            "backoffLimit": opt.backoff_limit,
+            "activeDeadlineSeconds": opt.active_deadline_seconds,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

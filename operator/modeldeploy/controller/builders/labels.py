@@ -1,0 +1,91 @@
+"""Labels and owner references every child carries.
+
+The standard app.kubernetes.io labels make children findable by ordinary tools; the
+modeldeploy.io labels are what the operator selects on (they never change for a ModelDeployment,
+so a Deployment selector built from them stays valid forever).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modeldeploy.api import API_VERSION, KIND, ModelDeployment
+from modeldeploy.controller.builders.names import serving_name
+
+MODEL_DEPLOYMENT_LABEL = "modeldeploy.io/model-deployment"
+ARTIFACT_LABEL = "modeldeploy.io/artifact"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY = "modeldeploy-operator"
+SERVING = "serving"
+OPTIMIZER = "optimizer"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment children point at, for garbage collection."""
+
+    name: str
+    uid: str
+    api_version: str = API_VERSION
+    kind: str = KIND
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+# checkov reads suppressions from these annotations; each says why the check does not apply.
+WORKLOAD_CHECKOV_SKIPS = {
+    "checkov.io/skip1": "CKV_K8S_43=the image comes from the ModelDeployment (serving.image, optimization.image); "
+    "pin a digest there",
+    "checkov.io/skip2": "CKV_K8S_15=imagePullPolicy is left to the cluster default (IfNotPresent for a tag, Always "
+    "for :latest); see CKV_K8S_43",
+}
+
+
+def selector_labels(name: str, component: str) -> dict[str, str]:
+    return {MODEL_DEPLOYMENT_LABEL: name, COMPONENT_LABEL: component}
+
+
+def child_labels(name: str, component: str, model_version: int) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "tensorflow-serving" if component == SERVING else "modeldeploy-optimizer",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/version": str(model_version),
+        "app.kubernetes.io/part-of": "modeldeploy",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **selector_labels(name, component),
+    }
+
+
+def metadata(
+    name: str,
+    namespace: str | None,
+    labels: dict[str, str],
+    owner: Owner | None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    meta["labels"] = dict(labels)
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if owner is not None:
+        meta["ownerReferences"] = [owner.reference()]
+    return meta
+
+
+def serving_metadata(
+    md: ModelDeployment, owner: Owner | None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Metadata of the children named after the ModelDeployment (Service, HPA, PDB, NetworkPolicy)."""
+    labels = child_labels(md.name, SERVING, md.spec.model.version)
+    return metadata(serving_name(md.name), md.namespace, labels, owner, annotations)

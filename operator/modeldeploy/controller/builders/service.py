@@ -1,0 +1,45 @@
+"""The Service in front of TF Serving: REST (and the Prometheus metrics path) and gRPC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.api import ModelDeployment
+from modeldeploy.controller.builders import names
+from modeldeploy.controller.builders.labels import SERVING, Owner, selector_labels, serving_metadata
+
+
+def build_service(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
+    svc = md.spec.service
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": serving_metadata(md, owner, svc.annotations),
+        "spec": {
+            "type": svc.type.value,
+            "selector": selector_labels(md.name, SERVING),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": svc.rest_port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                },
+                {
+                    "name": "grpc",
+                    "port": svc.grpc_port,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                },
+            ],
+        },
+    }
+
+
+def model_url(md: ModelDeployment) -> str:
+    """Where in-cluster clients reach the model's REST API."""
+    namespace = md.namespace or "default"
+    host = f"{names.serving_name(md.name)}.{namespace}.svc"
+    return f"http://{host}:{md.spec.service.rest_port}/v1/models/{md.spec.model.name}"

@@ -1,0 +1,48 @@
+"""The operator's settings, in one frozen value built once by `modeldeploy run`.
+
+Everything downstream (the kopf wiring, the resync loop, the metrics endpoint) reads it from here
+instead of from flags, environment variables or module globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+DEFAULT_RESYNC_SECONDS = 60.0
+DEFAULT_WORKERS = 8
+MAX_PEERING_PRIORITY = 100
+
+
+class LogFormat(StrEnum):
+    PLAIN = "plain"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS  # reconcile everything this often, whatever happened
+    workers: int = DEFAULT_WORKERS
+    liveness_port: int = 8080  # 0 = off
+    metrics_port: int = 9090  # 0 = off
+    log_format: LogFormat = LogFormat.PLAIN
+    verbose: bool = False
+    kubeconfig: str | None = None  # None: in-cluster, then KUBECONFIG
+    peering: str | None = None  # kopf peering name for several replicas; None: standalone
+    priority: int = 0  # peering priority; replicas need distinct ones
+
+    @property
+    def scope(self) -> str:
+        return "namespaces " + ", ".join(self.namespaces) if self.namespaces else "all namespaces"
+
+
+def peering_priority(value: str, hostname: str) -> int:
+    """kopf freezes replicas of equal priority, so each needs its own: 'ordinal' turns a StatefulSet
+    pod name (modeldeploy-operator-2) into 100 - 2; the first pod is the preferred leader."""
+    if value != "ordinal":
+        return int(value)
+    _, _, ordinal = hostname.rpartition("-")
+    if not ordinal.isdigit():
+        raise ValueError(f"'ordinal' needs a StatefulSet pod name ending in -N, got HOSTNAME={hostname!r}")
+    return MAX_PEERING_PRIORITY - int(ordinal)

@@ -1,0 +1,78 @@
+"""The gatherer: read what a reconcile needs from the API server and turn it into typed views.
+
+The only place in the controller that reads; `plan` and `status` then decide from the views alone.
+Children count as ours only when an ownerReference names the ModelDeployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.api import KIND, ModelDeployment
+from modeldeploy.api.spec import pvc_parts, uri_scheme
+from modeldeploy.controller.builders import desired_artifact, needs_job
+from modeldeploy.controller.builders import names as child_names
+from modeldeploy.controller.builders.artifacts import claims_read
+from modeldeploy.controller.builders.deployment import VERIFY_CONTAINER
+from modeldeploy.controller.builders.labels import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER, SERVING
+from modeldeploy.controller.views import Observed, refused_artifacts, view_deployment, view_job
+from modeldeploy.k8s.client import KubeClient
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def child_names_by_kind(md_name: str) -> dict[str, tuple[str, ...]]:
+    """The serving children a ModelDeployment may have, by kind (their names are deterministic)."""
+    serving = child_names.serving_name(md_name)
+    return {
+        "ConfigMap": (child_names.model_config_name(md_name), child_names.serving_config_name(md_name)),
+        "Deployment": (serving,),
+        "Service": (serving,),
+        "HorizontalPodAutoscaler": (serving,),
+        "PodDisruptionBudget": (serving,),
+        "NetworkPolicy": (serving,),
+    }
+
+
+def referenced_claims(md: ModelDeployment) -> list[str]:
+    """Every PersistentVolumeClaim a pod of this ModelDeployment would mount."""
+    spec = md.spec
+    claims = set(claims_read(spec))
+    if needs_job(spec):
+        claims.add(pvc_parts(spec.artifacts_uri(md.name))[0])
+    elif uri_scheme(desired_artifact(md.name, spec).location) == "pvc":
+        claims.add(pvc_parts(spec.model.storage_uri)[0])
+    return sorted(claims)
+
+
+def owned_by(obj: dict[str, Any], md_name: str) -> bool:
+    refs = obj["metadata"].get("ownerReferences", [])
+    return any(r.get("kind") == KIND and r.get("name") == md_name for r in refs)
+
+
+def observe(kube: KubeClient, namespace: str, md: ModelDeployment) -> Observed:
+    md_name = md.name
+    selector = f"{MODEL_DEPLOYMENT_LABEL}={md_name},{COMPONENT_LABEL}={OPTIMIZER}"
+    pods_by_job: dict[str, list[dict[str, Any]]] = {}
+    for pod in kube.list("Pod", namespace, selector):
+        pods_by_job.setdefault(pod["metadata"].get("labels", {}).get(JOB_NAME_LABEL, ""), []).append(pod)
+    jobs = {}
+    for job in kube.list("Job", namespace, selector):
+        view = view_job(job, pods_by_job.get(job["metadata"]["name"], []))
+        jobs[view.artifact_hash] = view
+    children: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind, names in child_names_by_kind(md_name).items():
+        for name in names:
+            obj = kube.get(kind, namespace, name)
+            if obj is not None and owned_by(obj, md_name):
+                children[(kind, name)] = obj
+    deployment = children.get(("Deployment", child_names.serving_name(md_name)))
+    missing = tuple(c for c in referenced_claims(md) if kube.get("PersistentVolumeClaim", namespace, c) is None)
+    serving_pods = kube.list("Pod", namespace, f"{MODEL_DEPLOYMENT_LABEL}={md_name},{COMPONENT_LABEL}={SERVING}")
+    return Observed(
+        refused_artifacts=refused_artifacts(serving_pods, VERIFY_CONTAINER),
+        jobs=jobs,
+        deployment=view_deployment(deployment) if deployment else None,
+        children=children,
+        missing_claims=missing,
+    )

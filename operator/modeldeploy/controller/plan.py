@@ -1,0 +1,132 @@
+"""The planner: from a ModelDeployment and what was observed, decide which artifact serves and
+which children should exist. Pure: no I/O. What the status says about it is `status`'s job.
+
+Which artifact serves:
+- the artifact the spec asks for, once its optimization Job succeeded (or at once for a SavedModel
+  served as is);
+- otherwise the last artifact that served (status.servedArtifact/servedUri), untouched, while the
+  new one is built or after it failed;
+- otherwise nothing yet: no Deployment until the first artifact exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from modeldeploy.api import ModelDeployment
+from modeldeploy.api.reasons import Reason
+from modeldeploy.api.status import LayerSparsity, ModelDeploymentStatus, OptimizationResult
+from modeldeploy.controller.builders import (
+    Owner,
+    build_job,
+    build_network_policy,
+    build_serving_children,
+    desired_artifact,
+    needs_job,
+)
+from modeldeploy.controller.builders.artifacts import Artifact
+from modeldeploy.controller.views import JobState, JobView, Observed
+from modeldeploy.k8s.kinds import PRUNABLE_KINDS
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A problem the schema cannot catch (a missing claim): nothing is created, what serves stays."""
+
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    desired: Artifact  # what the spec asks for
+    serve: Artifact | None  # what the serving children run (desired, else the previous, else none)
+    job: JobView | None  # the optimization Job of the desired artifact, if any
+    result: OptimizationResult | None  # the optimizer's report for what is served or built
+    blocked: Blocked | None = None
+    create: list[dict[str, Any]] = field(default_factory=list)  # created once, never updated (Jobs)
+    apply: list[dict[str, Any]] = field(default_factory=list)  # server-side applied
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+
+
+def result_from_job(job: JobView) -> OptimizationResult:
+    """The optimizer's summary of a succeeded Job, as the status records it."""
+    s = job.summary
+    if s is None:
+        return OptimizationResult(job_name=job.name, artifact_hash=job.artifact_hash)
+    return OptimizationResult(
+        job_name=job.name,
+        artifact_hash=job.artifact_hash,
+        artifact_format=s.format,
+        artifact_sha256=s.artifact_sha256,
+        manifest_sha256=s.manifest_sha256,
+        original_bytes=s.original_bytes,
+        optimized_bytes=s.optimized_bytes,
+        original_gzip_bytes=s.original_gzip_bytes,
+        optimized_gzip_bytes=s.optimized_gzip_bytes,
+        sparsity=LayerSparsity(dense=s.sparsity.dense, conv=s.sparsity.conv) if s.sparsity else None,
+        accuracy_before=s.accuracy_before,
+        accuracy_after=s.accuracy_after,
+        latency_p50_ms=s.latency_p50_ms,
+        latency_p95_ms=s.latency_p95_ms,
+        duration_seconds=s.duration_seconds,
+    )
+
+
+def previous_artifact(md: ModelDeployment, previous: ModelDeploymentStatus) -> Artifact | None:
+    """The artifact the status says was served last, to keep serving it."""
+    if previous.served_artifact and previous.served_uri and previous.served_version:
+        manifest = previous.optimization.manifest_sha256 if previous.optimization else None
+        return Artifact(
+            previous.served_artifact,
+            previous.served_version,
+            True,
+            previous.served_uri,
+            md.spec.model.name,
+            manifest_sha256=manifest,
+        )
+    return None
+
+
+def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatus, owner: Owner) -> Plan:
+    spec = md.spec
+    desired = desired_artifact(md.name, spec)
+    job = observed.jobs.get(desired.hash)
+
+    if observed.missing_claims:
+        claims = ", ".join(observed.missing_claims)
+        blocked = Blocked(
+            Reason.PERSISTENT_VOLUME_CLAIM_NOT_FOUND, f"PersistentVolumeClaim {claims} not found in the namespace"
+        )
+        return Plan(desired, None, job, previous.optimization, blocked)
+
+    succeeded = job is not None and job.state == JobState.SUCCEEDED
+    if succeeded and job is not None and job.summary is not None:
+        desired = dataclasses.replace(desired, manifest_sha256=job.summary.manifest_sha256)
+    desired_ready = not needs_job(spec) or succeeded
+    serve = desired if desired_ready else previous_artifact(md, previous)
+    result = result_from_job(job) if succeeded and job is not None else previous.optimization
+    out = Plan(desired, serve, job, result)
+
+    if needs_job(spec) and job is None:
+        out.create.append(build_job(md, owner))
+    # Jobs of artifacts that are neither wanted nor serving are history: remove finished ones.
+    keep = {desired.hash} | ({serve.hash} if serve else set())
+    out.delete += [
+        ("Job", j.name) for j in observed.jobs.values() if j.artifact_hash not in keep and j.state != JobState.RUNNING
+    ]
+
+    policy = build_network_policy(md, owner)
+    out.apply.append(policy)
+    wanted: set[tuple[str, str]] = {(policy["kind"], policy["metadata"]["name"])}
+    if serve is not None:
+        for child in build_serving_children(md, serve, owner):
+            out.apply.append(child)
+            wanted.add((child["kind"], child["metadata"]["name"]))
+    out.delete += [key for key in observed.children if key[0] in PRUNABLE_KINDS and key not in wanted]
+    return out
+
+
+__all__ = ["Blocked", "Plan", "plan", "previous_artifact", "result_from_job"]

@@ -1,0 +1,188 @@
+"""The one idempotent reconcile: observe -> plan -> apply what differs -> status on change.
+
+Every trigger (the ModelDeployment changed, a child changed, the periodic resync) calls
+`Reconciler.reconcile(namespace, name)`; it never assumes which event woke it. Writes happen only
+when something differs: a child is applied when the live object lacks a field we set, status is
+patched when it changed, Events are posted on condition transitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modeldeploy.api import KIND, InvalidModelDeployment, parse_model_deployment, parse_status
+from modeldeploy.api.reasons import ConditionType, Reason
+from modeldeploy.api.status import ConditionStatus, ModelDeploymentStatus
+from modeldeploy.controller import metrics
+from modeldeploy.controller.builders import Owner
+from modeldeploy.controller.drift import is_subset
+from modeldeploy.controller.observe import observe
+from modeldeploy.controller.plan import plan
+from modeldeploy.controller.status import EventSpec, StatusUpdate, failed_status, status_of
+from modeldeploy.k8s.client import ApiError, KubeClient
+
+log = logging.getLogger("modeldeploy.reconcile")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ReconcileResult:
+    """What one reconcile wrote (for logs, metrics and tests)."""
+
+    created: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    status_patched: bool = False
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def wrote(self) -> bool:
+        return bool(self.created or self.applied or self.deleted or self.status_patched or self.events)
+
+
+def status_patch(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that also removes our fields that are no longer set."""
+    ours = {f.alias or n for n, f in ModelDeploymentStatus.model_fields.items()}
+    patch = dict(new)
+    for key in ours:
+        if key not in new and key in old:
+            patch[key] = None
+    return patch
+
+
+def record_status_metrics(namespace: str, name: str, status: ModelDeploymentStatus) -> None:
+    ready = next((c for c in status.conditions if c.type == ConditionType.READY), None)
+    metrics.READY.labels(namespace, name).set(1 if ready is not None and ready.status == ConditionStatus.TRUE else 0)
+    if status.served_version is not None:
+        metrics.SERVED_VERSION.labels(namespace, name).set(status.served_version)
+    result = status.optimization
+    if result is None:
+        return
+    for gauge, label, value in (
+        (metrics.MODEL_BYTES, "original", result.original_bytes),
+        (metrics.MODEL_BYTES, "optimized", result.optimized_bytes),
+        (metrics.ACCURACY, "before", result.accuracy_before),
+        (metrics.ACCURACY, "after", result.accuracy_after),
+    ):
+        if value is not None:
+            gauge.labels(namespace, name, label).set(value)
+    if result.duration_seconds is not None:
+        metrics.OPTIMIZATION_SECONDS.labels(namespace, name).set(result.duration_seconds)
+
+
+class Reconciler:
+    """Reconciles ModelDeployments; one at a time per object (kopf may call from several threads)."""
+
+    def __init__(self, kube: KubeClient, clock: Callable[[], datetime] = utc_now) -> None:
+        self.kube = kube
+        self.clock = clock
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((namespace, name), threading.Lock())
+
+    def reconcile(self, namespace: str, name: str) -> ReconcileResult:
+        with self._lock(namespace, name), metrics.RECONCILE_SECONDS.time():
+            try:
+                result = self._reconcile(namespace, name)
+            except Exception:
+                metrics.RECONCILES.labels("error").inc()
+                raise
+        metrics.RECONCILES.labels("ok").inc()
+        for write, count in (
+            ("create", len(result.created)),
+            ("apply", len(result.applied)),
+            ("delete", len(result.deleted)),
+            ("status", int(result.status_patched)),
+            ("event", len(result.events)),
+        ):
+            if count:
+                metrics.WRITES.labels(write).inc(count)
+        return result
+
+    def _reconcile(self, namespace: str, name: str) -> ReconcileResult:
+        result = ReconcileResult()
+        raw = self.kube.get(KIND, namespace, name)
+        if raw is None or raw["metadata"].get("deletionTimestamp"):
+            metrics.forget(namespace, name)
+            return result  # gone or going: garbage collection removes the children
+        now_dt = self.clock()
+        now = now_dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        previous = parse_status(raw)
+        old_status = dict(raw.get("status") or {})
+        try:
+            md = parse_model_deployment(raw)
+        except InvalidModelDeployment as exc:
+            generation = raw["metadata"].get("generation")
+            update = failed_status(previous, Reason.INVALID_SPEC, "; ".join(exc.problems), generation, now)
+            update.events = update.events[-1:]  # one Event for the whole problem, not one per condition
+            self._write_status(raw, update, old_status, now_dt, result)
+            return result
+
+        observed = observe(self.kube, namespace, md)
+        decided = plan(md, observed, previous, Owner(name=name, uid=raw["metadata"]["uid"]))
+        update = status_of(md, decided, observed, previous, now)
+
+        for manifest in decided.create:
+            if self.kube.create(manifest) is not None:
+                result.created.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+                log.info("%s/%s: created %s %s", namespace, name, manifest["kind"], manifest["metadata"]["name"])
+        for manifest in decided.apply:
+            key = (manifest["kind"], manifest["metadata"]["name"])
+            live = observed.children.get(key)
+            if live is not None and is_subset(manifest, live):
+                continue
+            self.kube.apply(manifest)
+            result.applied.append(f"{key[0]}/{key[1]}")
+            verb = "created" if live is None else "updated"
+            log.info("%s/%s: %s %s %s", namespace, name, verb, key[0], key[1])
+        for kind, child in decided.delete:
+            if self.kube.delete(kind, namespace, child):
+                result.deleted.append(f"{kind}/{child}")
+                log.info("%s/%s: deleted %s %s (no longer wanted)", namespace, name, kind, child)
+
+        self._write_status(raw, update, old_status, now_dt, result)
+        record_status_metrics(namespace, name, update.status)
+        return result
+
+    def _write_status(
+        self, raw: dict[str, Any], update: StatusUpdate, old: dict[str, Any], now: datetime, result: ReconcileResult
+    ) -> None:
+        """Patch status when it changed, then post the Events of its transitions."""
+        new = update.status.to_api()
+        ours = {f.alias or n for n, f in ModelDeploymentStatus.model_fields.items()}
+        meta = raw["metadata"]
+        if {k: v for k, v in old.items() if k in ours} != new:
+            try:
+                self.kube.patch_status(KIND, meta["namespace"], meta["name"], status_patch(new, old))
+            except ApiError as exc:
+                if exc.status == 404:
+                    return  # deleted meanwhile
+                raise
+            result.status_patched = True
+        for event in update.events:
+            self._event(raw, event, now, result)
+
+    def _event(self, raw: dict[str, Any], event: EventSpec, now: datetime, result: ReconcileResult) -> None:
+        meta = raw["metadata"]
+        level = logging.WARNING if event.type == "Warning" else logging.INFO
+        log.log(level, "%s/%s: %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
+        try:
+            self.kube.emit_event(
+                raw, event.type, event.reason, event.message, "Reconcile", now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            )
+            metrics.TRANSITIONS.labels(event.message.split("=", 1)[0], event.reason).inc()
+        except ApiError as exc:  # an Event is best effort; never fail the reconcile for it
+            log.warning("%s/%s: could not post Event %s: %s", meta["namespace"], meta["name"], event.reason, exc)
+            return
+        result.events.append(event.reason)

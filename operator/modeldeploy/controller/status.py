@@ -1,0 +1,256 @@
+"""The status of a ModelDeployment, from the plan and what was observed. Pure: the clock is an argument.
+
+Three conditions, rolled up into a phase and the printer columns' strings:
+- `Optimized`: the artifact the spec asks for exists (True), is being built (False, Optimizing),
+  or could not be built (False, with the optimizer's reason: QualityGateFailed, FetchFailed...).
+- `ServingReady`: the TF Serving Deployment is Available and runs the artifact we applied.
+- `Ready`: clients can use the model. It stays True while an older version keeps serving after a
+  failed optimization (reason ServingPreviousVersion), like a Deployment stays Available after a
+  failed rollout; `Optimized` then says what went wrong.
+Conditions keep their lastTransitionTime while their status holds; a change of status or reason
+is a transition and gets one Event (Warning when the reason says a human should look).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modeldeploy.api import ModelDeployment
+from modeldeploy.api.reasons import ConditionType, KubernetesReason, Reason, is_warning
+from modeldeploy.api.status import Condition, ConditionStatus, ModelDeploymentStatus, OptimizationResult, Phase
+from modeldeploy.contract.formats import Quantization
+from modeldeploy.controller.builders import needs_job
+from modeldeploy.controller.builders.artifacts import Artifact
+from modeldeploy.controller.builders.labels import SERVING, selector_labels
+from modeldeploy.controller.builders.names import job_name
+from modeldeploy.controller.builders.service import model_url
+from modeldeploy.controller.plan import Plan
+from modeldeploy.controller.views import JobState, Observed
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class StatusUpdate:
+    status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
+    events: list[EventSpec] = field(default_factory=list)
+
+
+def new_condition(type_: str, true: bool, reason: str, message: str, generation: int | None) -> Condition:
+    return Condition(
+        type=type_,
+        status=ConditionStatus.TRUE if true else ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+    )
+
+
+def merge_conditions(previous: list[Condition], new: list[Condition], now: str) -> list[Condition]:
+    """New conditions, keeping lastTransitionTime when a condition's status did not change."""
+    before = {c.type: c for c in previous}
+    merged = []
+    for cond in new:
+        old = before.get(cond.type)
+        same = old is not None and old.status == cond.status and old.last_transition_time
+        merged.append(
+            cond.model_copy(update={"last_transition_time": old.last_transition_time if same and old else now})
+        )
+    return merged
+
+
+def transition_events(previous: list[Condition], new: list[Condition]) -> list[EventSpec]:
+    """An Event for every condition whose status or reason changed."""
+    before = {c.type: (c.status, c.reason) for c in previous}
+    events = []
+    for cond in new:
+        if before.get(cond.type) == (cond.status, cond.reason):
+            continue
+        kind = "Warning" if is_warning(cond.reason) else "Normal"
+        events.append(EventSpec(kind, cond.reason, f"{cond.type}={cond.status.value}: {cond.message}"))
+    return events
+
+
+def _is_true(cond: Condition) -> bool:
+    return cond.status == ConditionStatus.TRUE
+
+
+# -- printer columns ------------------------------------------------------------------------------------
+
+
+def _mb(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1e6:.2f}MB"
+
+
+def optimized_summary(md: ModelDeployment, result: OptimizationResult | None) -> str:
+    """The OPTIMIZED column: 'int8, 80% pruned', 'float16', 'dense 80%/conv 50% pruned', 'none'."""
+    opt = md.spec.optimization
+    if not needs_job(md.spec):
+        return "none (served as is)"
+    if not opt.enabled:
+        return "none"
+    parts = [opt.quantization.value] if opt.quantization != Quantization.NONE else []
+    sparsity = result.sparsity if result and result.sparsity else None
+    dense = sparsity.dense if sparsity and sparsity.dense is not None else opt.pruning.dense_sparsity
+    conv = sparsity.conv if sparsity and sparsity.conv is not None else opt.pruning.conv_sparsity
+    if opt.pruning.dense_sparsity and opt.pruning.conv_sparsity:
+        parts.append(f"dense {dense:.0%}/conv {conv:.0%} pruned")
+    elif opt.pruning.dense_sparsity or opt.pruning.conv_sparsity:
+        parts.append(f"{max(dense or 0, conv or 0):.0%} pruned")
+    return ", ".join(parts) or "none"
+
+
+def size_summary(result: OptimizationResult | None) -> str | None:
+    """The SIZE column: optimized/original."""
+    if result is None or result.optimized_bytes is None:
+        return None
+    return f"{_mb(result.optimized_bytes)}/{_mb(result.original_bytes)}"
+
+
+# -- conditions -----------------------------------------------------------------------------------------
+
+
+def optimized_condition(md: ModelDeployment, decided: Plan, generation: int | None) -> Condition:
+    optimized, job = ConditionType.OPTIMIZED, decided.job
+    if not needs_job(md.spec):
+        return new_condition(optimized, True, Reason.NOT_REQUIRED, "the SavedModel is served as it is", generation)
+    version = md.spec.model.version
+    if job is None or job.state == JobState.RUNNING:
+        # The same words for "created in this pass" and "running", so that the pass after the one
+        # that creates the Job has nothing to write.
+        name = job.name if job is not None else job_name(md.name, decided.desired.hash)
+        why = f" ({job.reason}: {job.message})" if job is not None and job.reason else ""
+        message = f"Job {name} is optimizing version {version}{why}"
+        return new_condition(optimized, False, Reason.OPTIMIZING, message, generation)
+    if job.state == JobState.FAILED:
+        message = f"Job {job.name} failed: {job.message}".rstrip(": ")
+        return new_condition(optimized, False, job.reason or Reason.JOB_FAILED, message, generation)
+    message = f"Job {job.name} built artifact {decided.desired.hash}"
+    return new_condition(optimized, True, Reason.OPTIMIZED, message, generation)
+
+
+def serving_condition(decided: Plan, observed: Observed, generation: int | None) -> Condition:
+    serving, serve, dep = ConditionType.SERVING_READY, decided.serve, observed.deployment
+    if serve is None:
+        return new_condition(serving, False, Reason.NO_ARTIFACT, "waiting for the first optimized artifact", generation)
+    if serve.hash in observed.refused_artifacts:
+        message = f"serving pods refused version {serve.version}: {observed.refused_artifacts[serve.hash]}"
+        return new_condition(serving, False, Reason.ARTIFACT_VERIFICATION_FAILED, message, generation)
+    if dep is None:
+        return new_condition(serving, False, Reason.CREATING, "creating the TF Serving Deployment", generation)
+    if dep.artifact_hash != serve.hash or dep.observed_generation < dep.generation:
+        message = f"rolling out version {serve.version} ({serve.hash})"
+        return new_condition(serving, False, Reason.ROLLING_OUT, message, generation)
+    if dep.progressing_reason == KubernetesReason.PROGRESS_DEADLINE_EXCEEDED:
+        reason = KubernetesReason.PROGRESS_DEADLINE_EXCEEDED
+        return new_condition(serving, False, reason, dep.progressing_message, generation)
+    if dep.updated_replicas < dep.replicas:
+        message = f"{dep.updated_replicas}/{dep.replicas} pods run version {serve.version}"
+        return new_condition(serving, False, Reason.ROLLING_OUT, message, generation)
+    if dep.available and (dep.ready_replicas > 0 or dep.replicas == 0):
+        message = f"{dep.ready_replicas}/{dep.replicas} TF Serving pods ready with version {serve.version}"
+        return new_condition(serving, True, Reason.AVAILABLE, message, generation)
+    message = dep.unavailable_message or f"{dep.ready_replicas}/{dep.replicas} TF Serving pods ready"
+    return new_condition(serving, False, Reason.UNAVAILABLE, message, generation)
+
+
+def ready_condition(
+    md: ModelDeployment,
+    decided: Plan,
+    optimized: Condition,
+    serving: Condition,
+    generation: int | None,
+    still_serving: bool,
+) -> Condition:
+    ready, name, serve, desired = ConditionType.READY, md.spec.model.name, decided.serve, decided.desired
+    if serving.reason == Reason.ROLLING_OUT and still_serving and serve is not None:
+        # maxUnavailable 0: the pods of the previous version answer until the new ones are ready.
+        message = f"rolling out version {serve.version}; the previous pods keep serving"
+        return new_condition(ready, True, Reason.ROLLING_OUT, message, generation)
+    if not _is_true(serving) or serve is None:
+        optimizing = optimized.reason == Reason.OPTIMIZING
+        failing = optimized if not _is_true(optimized) and not optimizing else serving
+        if serve is None and optimizing:
+            failing = optimized
+        return new_condition(ready, False, failing.reason, failing.message, generation)
+    if serve.hash == desired.hash:
+        return new_condition(ready, True, Reason.READY, f"model {name} version {serve.version} is served", generation)
+    if optimized.reason == Reason.OPTIMIZING:
+        message = f"serving version {serve.version} while version {desired.version} is optimized"
+        return new_condition(ready, True, Reason.OPTIMIZING, message, generation)
+    message = (
+        f"still serving version {serve.version}: version {desired.version} failed ({optimized.reason}: "
+        f"{optimized.message})"
+    )
+    return new_condition(ready, True, Reason.SERVING_PREVIOUS_VERSION, message, generation)
+
+
+def phase_of(
+    desired: Artifact, serve: Artifact | None, optimized: Condition, serving: Condition, ready: Condition
+) -> Phase:
+    failed = not _is_true(optimized) and optimized.reason != Reason.OPTIMIZING
+    if _is_true(ready):
+        if ready.reason == Reason.ROLLING_OUT:
+            return Phase.ROLLING_OUT
+        if serve is not None and serve.hash == desired.hash:
+            return Phase.READY
+        return Phase.DEGRADED if failed else Phase.OPTIMIZING
+    if failed:
+        return Phase.FAILED
+    if optimized.reason == Reason.OPTIMIZING:
+        return Phase.OPTIMIZING
+    if serving.reason in (Reason.ROLLING_OUT, Reason.CREATING):
+        return Phase.ROLLING_OUT
+    return Phase.PENDING
+
+
+# -- the whole status -----------------------------------------------------------------------------------
+
+
+def failed_status(
+    previous: ModelDeploymentStatus, reason: str, message: str, generation: int | None, now: str
+) -> StatusUpdate:
+    """The spec cannot be acted on: every condition says why; what serves is left as it is."""
+    conds = [new_condition(t, False, reason, message, generation) for t in ConditionType]
+    status = previous.model_copy(
+        update={
+            "observed_generation": generation,
+            "phase": Phase.FAILED,
+            "conditions": merge_conditions(previous.conditions, conds, now),
+        }
+    )
+    return StatusUpdate(status, transition_events(previous.conditions, status.conditions))
+
+
+def status_of(
+    md: ModelDeployment, decided: Plan, observed: Observed, previous: ModelDeploymentStatus, now: str
+) -> StatusUpdate:
+    generation = md.metadata.generation
+    if decided.blocked is not None:
+        return failed_status(previous, decided.blocked.reason, decided.blocked.message, generation, now)
+    serve, result, deployment = decided.serve, decided.result, observed.deployment
+    optimized = optimized_condition(md, decided, generation)
+    serving = serving_condition(decided, observed, generation)
+    still_serving = deployment is not None and deployment.available
+    ready = ready_condition(md, decided, optimized, serving, generation, still_serving)
+    status = ModelDeploymentStatus(
+        observed_generation=generation,
+        phase=phase_of(decided.desired, serve, optimized, serving, ready),
+        served_version=serve.version if serve else None,
+        served_artifact=serve.hash if serve else None,
+        served_uri=serve.location if serve else None,
+        optimization=result,
+        optimized_summary=optimized_summary(md, result) if serve else None,
+        size_summary=size_summary(result),
+        replicas=deployment.replicas if deployment else 0,
+        ready_replicas=deployment.ready_replicas if deployment else 0,
+        selector=",".join(f"{k}={v}" for k, v in selector_labels(md.name, SERVING).items()),
+        url=model_url(md) if serve else None,
+        conditions=merge_conditions(previous.conditions, [optimized, serving, ready], now),
+    )
+    return StatusUpdate(status, transition_events(previous.conditions, status.conditions))

@@ -1,0 +1,137 @@
+"""What the operator saw, as small typed views built by pure functions from API objects.
+
+`observe` reads raw objects through `modeldeploy.k8s`; these functions turn them into the facts
+the planner needs (is the Job done, what did the optimizer report, is the Deployment available),
+so the planner never digs through raw dicts and every rule is unit-testable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from modeldeploy.api.reasons import KubernetesReason, Reason
+from modeldeploy.contract.summary import OptimizerSummary, parse_summary
+from modeldeploy.controller.builders.labels import ARTIFACT_LABEL
+
+
+class JobState(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class JobView:
+    name: str
+    artifact_hash: str
+    state: JobState
+    reason: str = ""
+    message: str = ""
+    summary: OptimizerSummary | None = None  # the optimizer's termination message
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    name: str
+    artifact_hash: str
+    generation: int
+    observed_generation: int
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    available: bool
+    progressing_reason: str
+    progressing_message: str
+    unavailable_message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the planner may look at besides the ModelDeployment itself."""
+
+    jobs: dict[str, JobView] = field(default_factory=dict)
+    deployment: DeploymentView | None = None
+    # (kind, name) -> live object, for drift detection and removal of unwanted children
+    children: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    missing_claims: tuple[str, ...] = ()
+    # artifact hash -> why its serving pods refused it (the verify-model init container's message)
+    refused_artifacts: dict[str, str] = field(default_factory=dict)
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in obj.get("status", {}).get("conditions", []) or []}
+
+
+def _pod_report(pods: list[dict[str, Any]]) -> tuple[OptimizerSummary | None, str, str]:
+    """(summary, waiting reason, waiting message) from the newest pod of a Job."""
+    newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    summary: OptimizerSummary | None = None
+    waiting = ("", "")
+    for pod in newest:
+        for status in pod.get("status", {}).get("containerStatuses", []) or []:
+            state = status.get("state", {})
+            if "terminated" in state:
+                summary = parse_summary(state["terminated"].get("message")) or summary
+            elif "waiting" in state and state["waiting"].get("reason") not in (None, "ContainerCreating"):
+                waiting = (state["waiting"].get("reason", ""), state["waiting"].get("message", ""))
+        for condition in pod.get("status", {}).get("conditions", []) or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                waiting = (condition.get("reason", KubernetesReason.UNSCHEDULABLE), condition.get("message", ""))
+    return summary, waiting[0], waiting[1]
+
+
+def view_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
+    name = job["metadata"]["name"]
+    digest = job["metadata"].get("labels", {}).get(ARTIFACT_LABEL, "")
+    conditions = _conditions(job)
+    summary, waiting_reason, waiting_message = _pod_report(pods)
+    complete = conditions.get("Complete", {}).get("status") == "True"
+    failed = conditions.get("Failed", {}).get("status") == "True"
+    if complete:
+        return JobView(name, digest, JobState.SUCCEEDED, "Succeeded", "", summary)
+    if failed:
+        if summary is not None and not summary.succeeded:
+            reason = summary.reason.value if summary.reason else Reason.OPTIMIZATION_FAILED
+            return JobView(name, digest, JobState.FAILED, reason, summary.message or "", summary)
+        job_reason = conditions["Failed"].get("reason") or Reason.JOB_FAILED
+        return JobView(name, digest, JobState.FAILED, job_reason, conditions["Failed"].get("message", ""), summary)
+    return JobView(name, digest, JobState.RUNNING, waiting_reason, waiting_message, summary)
+
+
+def refused_artifacts(pods: list[dict[str, Any]], init_container: str) -> dict[str, str]:
+    """Artifacts whose serving pods failed `init_container` (now or in the last attempt), with the
+    container's termination message."""
+    refused: dict[str, str] = {}
+    for pod in pods:
+        digest = pod["metadata"].get("labels", {}).get(ARTIFACT_LABEL, "")
+        for status in pod.get("status", {}).get("initContainerStatuses", []) or []:
+            if status.get("name") != init_container:
+                continue
+            for state in (status.get("state", {}), status.get("lastState", {})):
+                terminated = state.get("terminated")
+                if terminated and terminated.get("exitCode", 0) != 0:
+                    refused[digest] = (terminated.get("message") or terminated.get("reason") or "failed").strip()
+    return refused
+
+
+def view_deployment(deployment: dict[str, Any]) -> DeploymentView:
+    meta = deployment["metadata"]
+    status = deployment.get("status", {})
+    conditions = _conditions(deployment)
+    available = conditions.get("Available", {})
+    progressing = conditions.get("Progressing", {})
+    return DeploymentView(
+        name=meta["name"],
+        artifact_hash=meta.get("annotations", {}).get(ARTIFACT_LABEL, ""),
+        generation=int(meta.get("generation", 0)),
+        observed_generation=int(status.get("observedGeneration", 0)),
+        replicas=int(status.get("replicas", 0)),
+        ready_replicas=int(status.get("readyReplicas", 0)),
+        updated_replicas=int(status.get("updatedReplicas", 0)),
+        available=available.get("status") == "True",
+        progressing_reason=str(progressing.get("reason", "")),
+        progressing_message=str(progressing.get("message", "")),
+        unavailable_message=str(available.get("message", "")) if available.get("status") != "True" else "",
+    )

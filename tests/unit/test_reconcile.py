@@ -1,0 +1,202 @@
+"""The Reconciler over a recording fake client: which writes, in which order, none on a second pass.
+
+Fast and exact where the integration tests (a real API server) are slow and coarse: the fake keeps
+objects in a dict, answers label selectors, and records every write. It proves the orchestration
+(observe -> plan -> apply what differs -> status on change -> Events), not the API server's behaviour.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from modeldeploy.contract.summary import OptimizerSummary, Result
+from modeldeploy.controller.builders.labels import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER
+from modeldeploy.controller.reconcile import Reconciler
+from modeldeploy.k8s.client import ApiError
+
+NAMESPACE = "ml"
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+class RecordingKube:
+    """The part of KubeClient the Reconciler uses, backed by a dict; every write is recorded."""
+
+    def __init__(self) -> None:
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name or reason)
+        self.fail_status_with: int | None = None
+
+    def put(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        self.objects[(obj["kind"], meta.get("namespace", NAMESPACE), meta["name"])] = obj
+
+    # -- reads
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((kind, namespace or "", name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        wanted = dict(term.split("=", 1) for term in label_selector.split(",")) if label_selector else {}
+        return [
+            copy.deepcopy(obj)
+            for (k, ns, _), obj in sorted(self.objects.items())
+            if k == kind
+            and (namespace is None or ns == namespace)
+            and all(obj["metadata"].get("labels", {}).get(key) == value for key, value in wanted.items())
+        ]
+
+    # -- writes
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append(("apply", manifest["kind"], manifest["metadata"]["name"]))
+        self.put(copy.deepcopy(manifest))
+        return manifest
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        if key in self.objects:
+            return None
+        self.writes.append(("create", manifest["kind"], manifest["metadata"]["name"]))
+        self.put(copy.deepcopy(manifest))
+        return manifest
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        if self.objects.pop((kind, namespace or "", name), None) is None:
+            return False
+        self.writes.append(("delete", kind, name))
+        return True
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        if self.fail_status_with is not None:
+            raise ApiError(self.fail_status_with, "PATCH", f"{kind}/{name}/status", "not found")
+        self.writes.append(("status", kind, name))
+        obj = self.objects[(kind, namespace, name)]
+        merged = {**obj.get("status", {}), **status}
+        obj["status"] = {k: v for k, v in merged.items() if v is not None}
+
+    def emit_event(
+        self, regarding: dict[str, Any], event_type: str, reason: str, note: str, action: str, now: str
+    ) -> None:
+        self.writes.append(("event", event_type, reason))
+
+
+@pytest.fixture
+def kube(minimal: dict[str, Any]) -> RecordingKube:
+    fake = RecordingKube()
+    md = copy.deepcopy(minimal)
+    md["metadata"].update({"uid": "uid-1", "generation": 1})
+    fake.put(md)
+    fake.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": "ml"}})
+    return fake
+
+
+@pytest.fixture
+def reconcile(kube: RecordingKube) -> Callable[[], list[tuple[str, str, str]]]:
+    reconciler = Reconciler(kube, clock=lambda: datetime(2026, 12, 1, 12, 0, tzinfo=UTC))  # type: ignore[arg-type]
+
+    def run() -> list[tuple[str, str, str]]:
+        before = len(kube.writes)
+        reconciler.reconcile(NAMESPACE, "digits")
+        return kube.writes[before:]
+
+    return run
+
+
+def finish_job(kube: RecordingKube) -> str:
+    """Mark the only optimization Job Complete, with its pod's termination summary."""
+    ((_, _, name),) = [key for key in kube.objects if key[0] == "Job"]
+    job = kube.objects[("Job", NAMESPACE, name)]
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    summary = OptimizerSummary(result=Result.SUCCEEDED, version=1, format="savedmodel", manifest_sha256="ab" * 32)
+    labels = {MODEL_DEPLOYMENT_LABEL: "digits", COMPONENT_LABEL: OPTIMIZER, "batch.kubernetes.io/job-name": name}
+    kube.put(
+        {
+            "kind": "Pod",
+            "metadata": {"name": f"{name}-x", "namespace": NAMESPACE, "labels": labels},
+            "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": summary.to_line()}}}]},
+        }
+    )
+    return name
+
+
+def test_first_pass_creates_the_job_then_applies_then_reports(
+    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    writes = reconcile()
+    assert [w[:2] for w in writes] == [
+        ("create", "Job"),
+        ("apply", "NetworkPolicy"),
+        ("status", "ModelDeployment"),
+        ("event", "Normal"),
+        ("event", "Normal"),
+        ("event", "Normal"),
+    ]
+    assert [w[2] for w in writes if w[0] == "event"] == ["Optimizing", "NoArtifact", "Optimizing"]
+    assert kube.objects[("ModelDeployment", NAMESPACE, "digits")]["status"]["phase"] == "Optimizing"
+    assert reconcile() == [], "a second pass with nothing changed writes nothing"
+
+
+def test_a_finished_job_rolls_out_the_serving_children_once(
+    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    reconcile()
+    finish_job(kube)
+    writes = reconcile()
+    applied = [kind for verb, kind, _ in writes if verb == "apply"]
+    assert applied == [
+        "ConfigMap",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ], applied
+    assert writes.index(("status", "ModelDeployment", "digits")) > max(
+        i for i, w in enumerate(writes) if w[0] == "apply"
+    ), "status is written after the children"
+    assert ("event", "Normal", "Optimized") in writes
+    status = kube.objects[("ModelDeployment", NAMESPACE, "digits")]["status"]
+    assert status["servedVersion"] == 1 and status["optimization"]["manifestSha256"] == "ab" * 32
+    # The next pass sees the Deployment it created (not yet Available): status only, no child re-applied.
+    assert {verb for verb, _, _ in reconcile()} == {"status", "event"}
+    assert reconcile() == [], "applied children match: no re-apply, no status patch"
+
+
+def test_a_user_edit_of_a_field_we_own_is_re_applied(
+    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    reconcile()
+    finish_job(kube)
+    reconcile()
+    reconcile()
+    kube.objects[("Service", NAMESPACE, "digits")]["spec"]["type"] = "NodePort"
+    assert reconcile() == [("apply", "Service", "digits")]
+
+
+def test_a_404_on_status_means_deleted_meanwhile(
+    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    kube.fail_status_with = 404
+    writes = reconcile()
+    assert [w[0] for w in writes] == ["create", "apply"], "no status, and no Events for an object that is gone"
+
+
+def test_other_status_errors_are_raised_for_a_retry(
+    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    kube.fail_status_with = 500
+    with pytest.raises(ApiError):
+        reconcile()
+
+
+def test_an_invalid_spec_is_reported_once(
+    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    kube.objects[("ModelDeployment", NAMESPACE, "digits")]["spec"]["model"]["version"] = 0
+    writes = reconcile()
+    assert writes == [("status", "ModelDeployment", "digits"), ("event", "Warning", "InvalidSpec")]
+    assert reconcile() == []
