@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modeldeploy.controller.reconcile import Reconciler
 from modeldeploy.devcluster.executor import JobPodExecutor
 from modeldeploy.devcluster.harness import ControlPlane
 from modeldeploy.devcluster.stack import OperatorProcess, condition, make_claim, make_reference_models, wait_for
 from modeldeploy.k8s.client import KubeClient, load_client
-from modeldeploy.controller.reconcile import Reconciler
 
 REPO = Path(__file__).resolve().parents[1]
 

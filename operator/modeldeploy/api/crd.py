@@ -203,7 +203,7 @@ _KEY_ORDER = (
 )
 
 
-def _tidy(node: Any, in_properties: bool = False) -> Any:
+def _tidy(node: Any, *, in_properties: bool = False) -> Any:
     """A stable key order (type and description first) so the YAML reads well and diffs stay small."""
     if isinstance(node, list):
         return [_tidy(n) for n in node]

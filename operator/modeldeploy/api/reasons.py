@@ -65,34 +65,49 @@ class ReasonInfo:
 
 
 REASONS: dict[str, ReasonInfo] = {
-    Reason.OPTIMIZING: ReasonInfo(False, "the optimization Job for the spec's artifact is starting or running"),
-    Reason.OPTIMIZED: ReasonInfo(False, "the Job built the artifact the spec asks for"),
-    Reason.NOT_REQUIRED: ReasonInfo(False, "optimization is off and the SavedModel is served as it is"),
-    Reason.OPTIMIZATION_FAILED: ReasonInfo(True, "the Job failed and its summary gave no reason"),
-    Reason.JOB_FAILED: ReasonInfo(True, "the Job failed without a summary (its pod never ran the optimizer)"),
-    Reason.NO_ARTIFACT: ReasonInfo(False, "no artifact can be served yet: waiting for the first optimization"),
-    Reason.CREATING: ReasonInfo(False, "the TF Serving Deployment is being created"),
-    Reason.ROLLING_OUT: ReasonInfo(False, "a new version is rolling out; the previous pods serve until it is ready"),
-    Reason.AVAILABLE: ReasonInfo(False, "the TF Serving pods are ready with the served version"),
-    Reason.UNAVAILABLE: ReasonInfo(False, "the TF Serving Deployment is not Available"),
+    Reason.OPTIMIZING: ReasonInfo(
+        warning=False, meaning="the optimization Job for the spec's artifact is starting or running"
+    ),
+    Reason.OPTIMIZED: ReasonInfo(warning=False, meaning="the Job built the artifact the spec asks for"),
+    Reason.NOT_REQUIRED: ReasonInfo(warning=False, meaning="optimization is off and the SavedModel is served as it is"),
+    Reason.OPTIMIZATION_FAILED: ReasonInfo(warning=True, meaning="the Job failed and its summary gave no reason"),
+    Reason.JOB_FAILED: ReasonInfo(
+        warning=True, meaning="the Job failed without a summary (its pod never ran the optimizer)"
+    ),
+    Reason.NO_ARTIFACT: ReasonInfo(
+        warning=False, meaning="no artifact can be served yet: waiting for the first optimization"
+    ),
+    Reason.CREATING: ReasonInfo(warning=False, meaning="the TF Serving Deployment is being created"),
+    Reason.ROLLING_OUT: ReasonInfo(
+        warning=False, meaning="a new version is rolling out; the previous pods serve until it is ready"
+    ),
+    Reason.AVAILABLE: ReasonInfo(warning=False, meaning="the TF Serving pods are ready with the served version"),
+    Reason.UNAVAILABLE: ReasonInfo(warning=False, meaning="the TF Serving Deployment is not Available"),
     Reason.ARTIFACT_VERIFICATION_FAILED: ReasonInfo(
-        True, "the serving pods refused the version folder: it differs from what the optimizer published"
+        warning=True,
+        meaning="the serving pods refused the version folder: it differs from what the optimizer published",
     ),
-    Reason.READY: ReasonInfo(False, "the version the spec asks for is served"),
+    Reason.READY: ReasonInfo(warning=False, meaning="the version the spec asks for is served"),
     Reason.SERVING_PREVIOUS_VERSION: ReasonInfo(
-        True, "the spec's version failed; the last good version keeps serving (Optimized says why)"
+        warning=True, meaning="the spec's version failed; the last good version keeps serving (Optimized says why)"
     ),
-    Reason.INVALID_SPEC: ReasonInfo(True, "the spec breaks a rule the API server could not check"),
-    Reason.PERSISTENT_VOLUME_CLAIM_NOT_FOUND: ReasonInfo(True, "a claim the spec refers to does not exist"),
-    KubernetesReason.DEADLINE_EXCEEDED: ReasonInfo(True, "the Job ran longer than optimization.deadlineSeconds"),
-    KubernetesReason.BACKOFF_LIMIT_EXCEEDED: ReasonInfo(True, "the Job's pods failed too often"),
-    KubernetesReason.PROGRESS_DEADLINE_EXCEEDED: ReasonInfo(True, "the Deployment made no progress in time"),
+    Reason.INVALID_SPEC: ReasonInfo(warning=True, meaning="the spec breaks a rule the API server could not check"),
+    Reason.PERSISTENT_VOLUME_CLAIM_NOT_FOUND: ReasonInfo(
+        warning=True, meaning="a claim the spec refers to does not exist"
+    ),
+    KubernetesReason.DEADLINE_EXCEEDED: ReasonInfo(
+        warning=True, meaning="the Job ran longer than optimization.deadlineSeconds"
+    ),
+    KubernetesReason.BACKOFF_LIMIT_EXCEEDED: ReasonInfo(warning=True, meaning="the Job's pods failed too often"),
+    KubernetesReason.PROGRESS_DEADLINE_EXCEEDED: ReasonInfo(
+        warning=True, meaning="the Deployment made no progress in time"
+    ),
     KubernetesReason.CREATE_CONTAINER_CONFIG_ERROR: ReasonInfo(
-        True, "a pod cannot start: a Secret or ConfigMap it needs is missing"
+        warning=True, meaning="a pod cannot start: a Secret or ConfigMap it needs is missing"
     ),
-    KubernetesReason.SECRET_NOT_FOUND: ReasonInfo(True, "a Secret the pod needs is missing"),
-    KubernetesReason.UNSCHEDULABLE: ReasonInfo(True, "no node can run the pod"),
-    **{failure.value: ReasonInfo(True, f"optimizer: {failure.description}") for failure in Failure},
+    KubernetesReason.SECRET_NOT_FOUND: ReasonInfo(warning=True, meaning="a Secret the pod needs is missing"),
+    KubernetesReason.UNSCHEDULABLE: ReasonInfo(warning=True, meaning="no node can run the pod"),
+    **{failure.value: ReasonInfo(warning=True, meaning=f"optimizer: {failure.description}") for failure in Failure},
 }
 
 

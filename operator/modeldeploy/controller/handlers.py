@@ -25,6 +25,12 @@ OWNED = {MODEL_DEPLOYMENT_LABEL: kopf.PRESENT}
 REGISTRY = kopf.OperatorRegistry()
 
 
+@kopf.on.login(registry=REGISTRY)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own connection uses the credentials our client uses (in-cluster, then KUBECONFIG)."""
+    return kopf.login_via_client(**kwargs)
+
+
 @kopf.on.startup(registry=REGISTRY)
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own, meaningful Events

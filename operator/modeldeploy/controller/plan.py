@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.reasons import Reason
@@ -27,6 +26,7 @@ from modeldeploy.controller.builders import (
     needs_job,
 )
 from modeldeploy.controller.builders.artifacts import Artifact
+from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.views import JobState, JobView, Observed
 from modeldeploy.k8s.kinds import PRUNABLE_KINDS
 
@@ -46,8 +46,8 @@ class Plan:
     job: JobView | None  # the optimization Job of the desired artifact, if any
     result: OptimizationResult | None  # the optimizer's report for what is served or built
     blocked: Blocked | None = None
-    create: list[dict[str, Any]] = field(default_factory=list)  # created once, never updated (Jobs)
-    apply: list[dict[str, Any]] = field(default_factory=list)  # server-side applied
+    create: list[Manifest] = field(default_factory=list)  # created once, never updated (Jobs)
+    apply: list[Manifest] = field(default_factory=list)  # server-side applied
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
 
 
@@ -82,9 +82,9 @@ def previous_artifact(md: ModelDeployment, previous: ModelDeploymentStatus) -> A
         return Artifact(
             previous.served_artifact,
             previous.served_version,
-            True,
-            previous.served_uri,
-            md.spec.model.name,
+            optimized=True,
+            location=previous.served_uri,
+            model_name=md.spec.model.name,
             manifest_sha256=manifest,
         )
     return None

@@ -41,10 +41,13 @@ class StatusUpdate:
     events: list[EventSpec] = field(default_factory=list)
 
 
-def new_condition(type_: str, true: bool, reason: str, message: str, generation: int | None) -> Condition:
+TRUE, FALSE = ConditionStatus.TRUE, ConditionStatus.FALSE
+
+
+def new_condition(type_: str, status: ConditionStatus, reason: str, message: str, generation: int | None) -> Condition:
     return Condition(
         type=type_,
-        status=ConditionStatus.TRUE if true else ConditionStatus.FALSE,
+        status=status,
         reason=reason,
         message=message,
         observed_generation=generation,
@@ -118,7 +121,7 @@ def size_summary(result: OptimizationResult | None) -> str | None:
 def optimized_condition(md: ModelDeployment, decided: Plan, generation: int | None) -> Condition:
     optimized, job = ConditionType.OPTIMIZED, decided.job
     if not needs_job(md.spec):
-        return new_condition(optimized, True, Reason.NOT_REQUIRED, "the SavedModel is served as it is", generation)
+        return new_condition(optimized, TRUE, Reason.NOT_REQUIRED, "the SavedModel is served as it is", generation)
     version = md.spec.model.version
     if job is None or job.state == JobState.RUNNING:
         # The same words for "created in this pass" and "running", so that the pass after the one
@@ -126,37 +129,37 @@ def optimized_condition(md: ModelDeployment, decided: Plan, generation: int | No
         name = job.name if job is not None else job_name(md.name, decided.desired.hash)
         why = f" ({job.reason}: {job.message})" if job is not None and job.reason else ""
         message = f"Job {name} is optimizing version {version}{why}"
-        return new_condition(optimized, False, Reason.OPTIMIZING, message, generation)
+        return new_condition(optimized, FALSE, Reason.OPTIMIZING, message, generation)
     if job.state == JobState.FAILED:
         message = f"Job {job.name} failed: {job.message}".rstrip(": ")
-        return new_condition(optimized, False, job.reason or Reason.JOB_FAILED, message, generation)
+        return new_condition(optimized, FALSE, job.reason or Reason.JOB_FAILED, message, generation)
     message = f"Job {job.name} built artifact {decided.desired.hash}"
-    return new_condition(optimized, True, Reason.OPTIMIZED, message, generation)
+    return new_condition(optimized, TRUE, Reason.OPTIMIZED, message, generation)
 
 
 def serving_condition(decided: Plan, observed: Observed, generation: int | None) -> Condition:
     serving, serve, dep = ConditionType.SERVING_READY, decided.serve, observed.deployment
     if serve is None:
-        return new_condition(serving, False, Reason.NO_ARTIFACT, "waiting for the first optimized artifact", generation)
+        return new_condition(serving, FALSE, Reason.NO_ARTIFACT, "waiting for the first optimized artifact", generation)
     if serve.hash in observed.refused_artifacts:
         message = f"serving pods refused version {serve.version}: {observed.refused_artifacts[serve.hash]}"
-        return new_condition(serving, False, Reason.ARTIFACT_VERIFICATION_FAILED, message, generation)
+        return new_condition(serving, FALSE, Reason.ARTIFACT_VERIFICATION_FAILED, message, generation)
     if dep is None:
-        return new_condition(serving, False, Reason.CREATING, "creating the TF Serving Deployment", generation)
+        return new_condition(serving, FALSE, Reason.CREATING, "creating the TF Serving Deployment", generation)
     if dep.artifact_hash != serve.hash or dep.observed_generation < dep.generation:
         message = f"rolling out version {serve.version} ({serve.hash})"
-        return new_condition(serving, False, Reason.ROLLING_OUT, message, generation)
+        return new_condition(serving, FALSE, Reason.ROLLING_OUT, message, generation)
     if dep.progressing_reason == KubernetesReason.PROGRESS_DEADLINE_EXCEEDED:
         reason = KubernetesReason.PROGRESS_DEADLINE_EXCEEDED
-        return new_condition(serving, False, reason, dep.progressing_message, generation)
+        return new_condition(serving, FALSE, reason, dep.progressing_message, generation)
     if dep.updated_replicas < dep.replicas:
         message = f"{dep.updated_replicas}/{dep.replicas} pods run version {serve.version}"
-        return new_condition(serving, False, Reason.ROLLING_OUT, message, generation)
+        return new_condition(serving, FALSE, Reason.ROLLING_OUT, message, generation)
     if dep.available and (dep.ready_replicas > 0 or dep.replicas == 0):
         message = f"{dep.ready_replicas}/{dep.replicas} TF Serving pods ready with version {serve.version}"
-        return new_condition(serving, True, Reason.AVAILABLE, message, generation)
+        return new_condition(serving, TRUE, Reason.AVAILABLE, message, generation)
     message = dep.unavailable_message or f"{dep.ready_replicas}/{dep.replicas} TF Serving pods ready"
-    return new_condition(serving, False, Reason.UNAVAILABLE, message, generation)
+    return new_condition(serving, FALSE, Reason.UNAVAILABLE, message, generation)
 
 
 def ready_condition(
@@ -165,29 +168,30 @@ def ready_condition(
     optimized: Condition,
     serving: Condition,
     generation: int | None,
+    *,
     still_serving: bool,
 ) -> Condition:
     ready, name, serve, desired = ConditionType.READY, md.spec.model.name, decided.serve, decided.desired
     if serving.reason == Reason.ROLLING_OUT and still_serving and serve is not None:
         # maxUnavailable 0: the pods of the previous version answer until the new ones are ready.
         message = f"rolling out version {serve.version}; the previous pods keep serving"
-        return new_condition(ready, True, Reason.ROLLING_OUT, message, generation)
+        return new_condition(ready, TRUE, Reason.ROLLING_OUT, message, generation)
     if not _is_true(serving) or serve is None:
         optimizing = optimized.reason == Reason.OPTIMIZING
         failing = optimized if not _is_true(optimized) and not optimizing else serving
         if serve is None and optimizing:
             failing = optimized
-        return new_condition(ready, False, failing.reason, failing.message, generation)
+        return new_condition(ready, FALSE, failing.reason, failing.message, generation)
     if serve.hash == desired.hash:
-        return new_condition(ready, True, Reason.READY, f"model {name} version {serve.version} is served", generation)
+        return new_condition(ready, TRUE, Reason.READY, f"model {name} version {serve.version} is served", generation)
     if optimized.reason == Reason.OPTIMIZING:
         message = f"serving version {serve.version} while version {desired.version} is optimized"
-        return new_condition(ready, True, Reason.OPTIMIZING, message, generation)
+        return new_condition(ready, TRUE, Reason.OPTIMIZING, message, generation)
     message = (
         f"still serving version {serve.version}: version {desired.version} failed ({optimized.reason}: "
         f"{optimized.message})"
     )
-    return new_condition(ready, True, Reason.SERVING_PREVIOUS_VERSION, message, generation)
+    return new_condition(ready, TRUE, Reason.SERVING_PREVIOUS_VERSION, message, generation)
 
 
 def phase_of(
@@ -216,7 +220,7 @@ def failed_status(
     previous: ModelDeploymentStatus, reason: str, message: str, generation: int | None, now: str
 ) -> StatusUpdate:
     """The spec cannot be acted on: every condition says why; what serves is left as it is."""
-    conds = [new_condition(t, False, reason, message, generation) for t in ConditionType]
+    conds = [new_condition(t, FALSE, reason, message, generation) for t in ConditionType]
     status = previous.model_copy(
         update={
             "observed_generation": generation,
@@ -237,7 +241,7 @@ def status_of(
     optimized = optimized_condition(md, decided, generation)
     serving = serving_condition(decided, observed, generation)
     still_serving = deployment is not None and deployment.available
-    ready = ready_condition(md, decided, optimized, serving, generation, still_serving)
+    ready = ready_condition(md, decided, optimized, serving, generation, still_serving=still_serving)
     status = ModelDeploymentStatus(
         observed_generation=generation,
         phase=phase_of(decided.desired, serve, optimized, serving, ready),

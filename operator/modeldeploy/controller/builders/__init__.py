@@ -6,8 +6,6 @@ builder is tested directly and `modeldeploy render` works offline.
 
 from __future__ import annotations
 
-from typing import Any
-
 from modeldeploy.api import ModelDeployment
 from modeldeploy.controller.builders.artifacts import Artifact, desired_artifact, needs_job
 from modeldeploy.controller.builders.autoscaling import build_hpa, build_pdb
@@ -19,6 +17,7 @@ from modeldeploy.controller.builders.configmaps import (
 from modeldeploy.controller.builders.deployment import build_deployment
 from modeldeploy.controller.builders.job import build_job
 from modeldeploy.controller.builders.labels import Owner
+from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.network import build_network_policy
 from modeldeploy.controller.builders.service import build_service
 
@@ -39,7 +38,7 @@ __all__ = [
 ]
 
 
-def build_serving_children(md: ModelDeployment, artifact: Artifact, owner: Owner | None) -> list[dict[str, Any]]:
+def build_serving_children(md: ModelDeployment, artifact: Artifact, owner: Owner | None) -> list[Manifest]:
     """ConfigMaps, Deployment, Service, and HPA/PDB when wanted, serving `artifact`."""
     model_cm = build_model_configmap(md, artifact, owner)
     serving_cm = build_serving_configmap(md, owner)
@@ -53,7 +52,7 @@ def build_serving_children(md: ModelDeployment, artifact: Artifact, owner: Owner
     return children
 
 
-def render_all(md: ModelDeployment, owner: Owner | None = None) -> list[dict[str, Any]]:
+def render_all(md: ModelDeployment, owner: Owner | None = None) -> list[Manifest]:
     """Every child of the current spec, as `modeldeploy render` prints them: the optimization Job
     (when one is needed) and the serving children for the artifact it will produce."""
     artifact = desired_artifact(md.name, md.spec)

@@ -69,9 +69,17 @@ def desired_artifact(name: str, spec: ModelDeploymentSpec) -> Artifact:
     """The artifact the current spec asks for."""
     digest = artifact_hash(spec)
     if not needs_job(spec):
-        return Artifact(digest, spec.model.version, False, spec.model.storage_uri, spec.model.name)
+        return Artifact(
+            digest, spec.model.version, optimized=False, location=spec.model.storage_uri, model_name=spec.model.name
+        )
     store = spec.artifacts_uri(name)
-    return Artifact(digest, spec.model.version, True, f"{store}/{digest}/{spec.model.version}", spec.model.name)
+    return Artifact(
+        digest,
+        spec.model.version,
+        optimized=True,
+        location=f"{store}/{digest}/{spec.model.version}",
+        model_name=spec.model.name,
+    )
 
 
 def output_base(name: str, spec: ModelDeploymentSpec) -> str:

@@ -7,9 +7,10 @@ from typing import Any
 from modeldeploy.api import ModelDeployment
 from modeldeploy.controller.builders import names
 from modeldeploy.controller.builders.labels import SERVING, Owner, selector_labels, serving_metadata
+from modeldeploy.controller.builders.manifest import Manifest
 
 
-def build_hpa(md: ModelDeployment, owner: Owner | None) -> dict[str, Any] | None:
+def build_hpa(md: ModelDeployment, owner: Owner | None) -> Manifest | None:
     """None when autoscaling is off (the operator then deletes an HPA it made before)."""
     auto = md.spec.autoscaling
     if not auto.enabled:
@@ -51,7 +52,7 @@ def may_run_several_replicas(md: ModelDeployment) -> bool:
     return auto.max_replicas > 1 if auto.enabled else md.spec.serving.replicas > 1
 
 
-def build_pdb(md: ModelDeployment, owner: Owner | None) -> dict[str, Any] | None:
+def build_pdb(md: ModelDeployment, owner: Owner | None) -> Manifest | None:
     """A PDB only when there can be more than one replica: with one, it would block node drains."""
     if not may_run_several_replicas(md):
         return None

@@ -11,9 +11,10 @@ from modeldeploy.api import ModelDeployment
 from modeldeploy.controller.builders import names, tfserving
 from modeldeploy.controller.builders.artifacts import Artifact
 from modeldeploy.controller.builders.labels import SERVING, Owner, child_labels, metadata
+from modeldeploy.controller.builders.manifest import Manifest
 
 
-def _configmap(md: ModelDeployment, name: str, data: dict[str, str], owner: Owner | None) -> dict[str, Any]:
+def _configmap(md: ModelDeployment, name: str, data: dict[str, str], owner: Owner | None) -> Manifest:
     labels = child_labels(md.name, SERVING, md.spec.model.version)
     return {
         "apiVersion": "v1",
@@ -23,12 +24,12 @@ def _configmap(md: ModelDeployment, name: str, data: dict[str, str], owner: Owne
     }
 
 
-def build_model_configmap(md: ModelDeployment, artifact: Artifact, owner: Owner | None) -> dict[str, Any]:
+def build_model_configmap(md: ModelDeployment, artifact: Artifact, owner: Owner | None) -> Manifest:
     data = {tfserving.MODEL_CONFIG_FILE: tfserving.model_config(artifact)}
     return _configmap(md, names.model_config_name(md.name), data, owner)
 
 
-def build_serving_configmap(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
+def build_serving_configmap(md: ModelDeployment, owner: Owner | None) -> Manifest:
     data = {
         tfserving.MONITORING_FILE: tfserving.monitoring_config(),
         tfserving.BATCHING_FILE: tfserving.batching_config(md.spec.serving),

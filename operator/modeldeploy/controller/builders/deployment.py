@@ -24,6 +24,7 @@ from modeldeploy.controller.builders.labels import (
     metadata,
     selector_labels,
 )
+from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.security import container_security_context, pod_security_context
 from modeldeploy.controller.builders.volumes import empty_dir, host_path_volume, mount, pvc_volume
 
@@ -96,9 +97,7 @@ def _probe(path: str) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}}
 
 
-def build_deployment(
-    md: ModelDeployment, artifact: Artifact, config_checksum: str, owner: Owner | None
-) -> dict[str, Any]:
+def build_deployment(md: ModelDeployment, artifact: Artifact, config_checksum: str, owner: Owner | None) -> Manifest:
     spec = md.spec
     serving = spec.serving
     labels = child_labels(md.name, SERVING, artifact.version)

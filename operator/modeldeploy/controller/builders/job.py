@@ -24,6 +24,7 @@ from modeldeploy.controller.builders.labels import (
     child_labels,
     metadata,
 )
+from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.security import container_security_context, pod_security_context
 from modeldeploy.controller.builders.volumes import empty_dir, host_path_volume, mount, pvc_volume
 
@@ -92,7 +93,7 @@ def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, 
     return volumes, mounts
 
 
-def build_job(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
+def build_job(md: ModelDeployment, owner: Owner | None) -> Manifest:
     spec = md.spec
     opt = spec.optimization
     digest = artifact_hash(spec)

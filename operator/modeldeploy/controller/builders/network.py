@@ -5,14 +5,13 @@ s3 or https."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from modeldeploy.api import ModelDeployment
 from modeldeploy.controller.builders import tfserving
 from modeldeploy.controller.builders.labels import MODEL_DEPLOYMENT_LABEL, Owner, serving_metadata
+from modeldeploy.controller.builders.manifest import Manifest
 
 
-def build_network_policy(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
+def build_network_policy(md: ModelDeployment, owner: Owner | None) -> Manifest:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

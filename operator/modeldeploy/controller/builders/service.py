@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from modeldeploy.api import ModelDeployment
 from modeldeploy.controller.builders import names
 from modeldeploy.controller.builders.labels import SERVING, Owner, selector_labels, serving_metadata
+from modeldeploy.controller.builders.manifest import Manifest
 
 
-def build_service(md: ModelDeployment, owner: Owner | None) -> dict[str, Any]:
+def build_service(md: ModelDeployment, owner: Owner | None) -> Manifest:
     svc = md.spec.service
     return {
         "apiVersion": "v1",

@@ -12,7 +12,7 @@ def volume_name(kind: str, ident: str) -> str:
     return child_name(f"{kind}-{ident}"[:40].lower().strip("-") or kind)
 
 
-def pvc_volume(claim: str, read_only: bool) -> dict[str, Any]:
+def pvc_volume(claim: str, *, read_only: bool) -> dict[str, Any]:
     return {
         "name": volume_name("pvc", claim),
         "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only},
@@ -31,7 +31,7 @@ def empty_dir(name: str, size_limit: str | None = None) -> dict[str, Any]:
     return {"name": name, "emptyDir": spec}
 
 
-def mount(name: str, path: str, read_only: bool, sub_path: str | None = None) -> dict[str, Any]:
+def mount(name: str, path: str, *, read_only: bool, sub_path: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "mountPath": path}
     if read_only:  # the API server drops readOnly: false, so writing it would look like drift forever
         out["readOnly"] = True
