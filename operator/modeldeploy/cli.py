@@ -18,9 +18,7 @@ _SUBCOMMANDS = (
     "modeldeploy.render_cli",
     "modeldeploy.optimize.cli",
     "modeldeploy.optimize.fetch_cli",
-    "modeldeploy.devcluster.cli",
     "modeldeploy.run_cli",
-    "modeldeploy.demo_cli",
     "modeldeploy.verify_cli",
 )
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.devcluster.harness import ControlPlane
+from devcluster.controlplane import ControlPlane
+from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
 from modeldeploy.k8s import KubeClient
 from modeldeploy.reconcile import Reconciler
-
-from .operator_fixtures import OperatorProcess, condition, make_claim, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -36,7 +36,6 @@ KINDS: dict[str, tuple[str, str]] = {
     "Pod": ("/api/v1", "pods"),
     "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
     "Event": ("/apis/events.k8s.io/v1", "events"),
-    "Secret": ("/api/v1", "secrets"),  # read only by the test-side executor, never by the operator
 }
 
 
