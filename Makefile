@@ -60,11 +60,11 @@ check-crds: venv ## Fail when the committed CRD differs from the generator's out
 controlplane: ## Build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm
 	e2e/devcluster/build.sh
 
-unit: venv ## Unit tests: pure functions, no server, no TensorFlow
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+unit: venv ## Unit tests: pure functions, no server, no TensorFlow; and the repository's shape (the wheel holds only the product)
+	$(BIN)/pytest tests/unit tests/repo $(PYTEST_ARGS)
 
-integration: venv controlplane checkov-install ## Integration tests against the real local control plane
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+integration: venv controlplane checkov-install ## Integration tests against the real local control plane (and of the dev cluster itself)
+	$(BIN)/pytest tests/harness tests/integration $(PYTEST_ARGS)
 
 optimizer-tests: venv ## Optimizer tests: TensorFlow, a local S3 (moto) and HTTP server; about a minute
 	$(BIN)/pytest tests/optimizer $(PYTEST_ARGS)

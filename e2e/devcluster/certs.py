@@ -55,7 +55,7 @@ class Pki:
 
     @classmethod
     def in_folder(cls, folder: Path) -> Pki:
-        """Where write_pki() puts each file (also how `dev-cluster status` finds them again)."""
+        """Where write_pki() puts each file (also how `python -m devcluster status` finds them again)."""
         return cls(
             ca_cert=folder / "ca.crt",
             ca_key=folder / "ca.key",

@@ -2,7 +2,7 @@
 subprocess, the executor that runs optimizer pods for real, and the reference models.
 
 Why it is a plugin (entry point `pytest11`, loaded in every session of the venv where
-modeldeploy-devcluster is installed): tests/integration, tests/harness, tests/chaos and e2e/ all need
+modeldeploy-devcluster is installed): tests/integration, tests/harness and e2e/ all need
 the same fixtures, and no conftest should import another's. Nothing heavy happens at import: the
 control plane, the product's client and TensorFlow are imported when a fixture first runs, so unit
 test sessions pay nothing.
