@@ -15,13 +15,14 @@ help: ## List every target with what it does
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV_VENV := $(VENV)/tools/checkov
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml e2e/pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[optimize]' --group dev
+	$(BIN)/pip install -q -e e2e
 	touch $@
 
-venv: $(VENV)/.installed ## Create .venv: the package with its optimizer extra, and the dev tools group
+venv: $(VENV)/.installed ## Create .venv: the package with its optimizer extra, the dev tools group, then the dev cluster (e2e/)
 
 $(CHECKOV_VENV)/bin/checkov:
 	python3 -m venv $(CHECKOV_VENV)
@@ -44,7 +45,7 @@ format: venv ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format operator tests benchmarks e2e scripts
 	$(BIN)/ruff check --fix operator tests benchmarks e2e scripts
 
-typecheck: venv ## mypy --strict on the package
+typecheck: venv ## mypy --strict on the package and the dev cluster (e2e/devcluster)
 	$(BIN)/mypy
 
 imports: venv ## import-linter: the layering of the whole package (see pyproject.toml)
@@ -57,13 +58,13 @@ check-crds: venv ## Fail when the committed CRD differs from the generator's out
 	$(PY) scripts/generate_api.py --check
 
 controlplane: ## Build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm
-	e2e/controlplane/build.sh
+	e2e/devcluster/build.sh
 
-unit: venv ## Unit tests: pure functions, no server, no TensorFlow
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+unit: venv ## Unit tests: pure functions, no server, no TensorFlow; and the repository's shape (the wheel holds only the product)
+	$(BIN)/pytest tests/unit tests/repo $(PYTEST_ARGS)
 
-integration: venv controlplane checkov-install ## Integration tests against the real local control plane
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+integration: venv controlplane checkov-install ## Integration tests against the real local control plane (and of the dev cluster itself)
+	$(BIN)/pytest tests/harness tests/integration $(PYTEST_ARGS)
 
 optimizer-tests: venv ## Optimizer tests: TensorFlow, a local S3 (moto) and HTTP server; about a minute
 	$(BIN)/pytest tests/optimizer $(PYTEST_ARGS)
@@ -81,16 +82,16 @@ render-examples: venv ## Render every example's children (like helm template)
 	@for f in examples/*.yaml; do echo "# --- $$f"; $(BIN)/modeldeploy render -f $$f || exit 1; done
 
 cluster-up: venv controlplane ## Start a local control plane and print the KUBECONFIG line
-	$(BIN)/modeldeploy dev-cluster up
+	$(BIN)/python -m devcluster up
 
 cluster-status: venv ## Report whether the local control plane started by cluster-up is running and healthy
-	$(BIN)/modeldeploy dev-cluster status
+	$(BIN)/python -m devcluster status
 
 cluster-down: venv ## Stop the local control plane started by cluster-up
-	$(BIN)/modeldeploy dev-cluster down
+	$(BIN)/python -m devcluster down
 
 bench: venv controlplane ## Run every benchmark script (prints tables)
 	@for f in benchmarks/*.py; do echo "# --- $$f"; $(PY) $$f || exit 1; done
 
 demo: venv controlplane ## The whole stack locally: control plane, operator, an example optimized and Ready
-	$(BIN)/modeldeploy demo
+	$(BIN)/python -m devcluster demo

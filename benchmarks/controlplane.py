@@ -14,8 +14,8 @@ import statistics
 import sys
 import time
 
-from modeldeploy.devcluster.assets import BINARIES, build, cache_bin_dir, find_assets, read_versions
-from modeldeploy.devcluster.harness import ControlPlane
+from devcluster.assets import BINARIES, build, cache_bin_dir, find_assets, read_versions
+from devcluster.controlplane import ControlPlane
 
 GOAL_SECONDS = 15.0
 PHASES = ("etcd", "kube-apiserver", "controllers", "nodes")

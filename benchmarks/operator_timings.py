@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devcluster.controlplane import ControlPlane
+from devcluster.executor import JobPodExecutor
+from devcluster.stack import OperatorProcess, condition, make_claim, make_reference_models, wait_for
 from modeldeploy.controller.reconcile import Reconciler
-from modeldeploy.devcluster.executor import JobPodExecutor
-from modeldeploy.devcluster.harness import ControlPlane
-from modeldeploy.devcluster.stack import OperatorProcess, condition, make_claim, make_reference_models, wait_for
 from modeldeploy.k8s.client import KubeClient, load_client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def main() -> int:
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
         kube = load_client(str(cp.kubeconfig))
-        with JobPodExecutor(kube, storage), OperatorProcess(cp.kubeconfig, work / "operator.log"):
+        with cp.admin_api() as api, JobPodExecutor(api, storage), OperatorProcess(cp.kubeconfig, work / "operator.log"):
             print("| example | run | apply->Job s | Job s | optimizer s | Job done->Deployment s | apply->Ready s |")
             print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             totals: dict[str, list[float]] = {}

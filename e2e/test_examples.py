@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.operator_fixtures import OperatorProcess, condition, make_claim, wait_for
 
-from modeldeploy.devcluster.harness import ControlPlane
+from devcluster.controlplane import ControlPlane
+from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
 from modeldeploy.k8s.client import KubeClient
 
 pytestmark = pytest.mark.integration

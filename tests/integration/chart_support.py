@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldeploy.devcluster.harness import ControlPlane
-from modeldeploy.devcluster.stack import OperatorProcess
+from devcluster.controlplane import ControlPlane
+from devcluster.stack import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modeldeploy-operator"

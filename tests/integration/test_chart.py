@@ -18,8 +18,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from modeldeploy.devcluster.harness import CommandError, ControlPlane
-from modeldeploy.devcluster.stack import OperatorProcess, wait_for
+from devcluster.controlplane import CommandError, ControlPlane
+from devcluster.stack import OperatorProcess, wait_for
 
 from .chart_support import (
     CHART,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.devcluster.harness import CommandError, ControlPlane
+from devcluster.controlplane import CommandError, ControlPlane
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
+from devcluster.controlplane import ControlPlane
+from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
 from modeldeploy.controller.reconcile import Reconciler
-from modeldeploy.devcluster.harness import ControlPlane
 from modeldeploy.k8s.client import KubeClient
-
-from .operator_fixtures import OperatorProcess, condition, make_claim, wait_for
 
 pytestmark = pytest.mark.integration
 

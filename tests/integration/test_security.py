@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldeploy.devcluster.harness import CommandError, ControlPlane
-from modeldeploy.devcluster.stack import OperatorProcess, condition, make_claim, wait_for
+from devcluster.controlplane import CommandError, ControlPlane
+from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
 from modeldeploy.k8s.client import KubeClient
 
 from .chart_support import (

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from modeldeploy.devcluster.harness import ControlPlane
+from devcluster.controlplane import ControlPlane
+from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
 from modeldeploy.k8s.client import KubeClient
-
-from .operator_fixtures import OperatorProcess, condition, make_claim, wait_for
 
 pytestmark = pytest.mark.integration
 

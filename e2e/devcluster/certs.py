@@ -1,8 +1,8 @@
 """The key material of one local control plane: a throw-away CA and what it signs.
 
 Why it exists: kube-apiserver only speaks TLS, authenticates its admin by client certificate and signs
-ServiceAccount tokens with a key of its own; kubeadm or kind would normally make these. The harness
-(`harness.py`) calls `write_pki()` once per cluster, into the cluster's private folder.
+ServiceAccount tokens with a key of its own; kubeadm or kind would normally make these. The control plane
+(`controlplane.py`) calls `write_pki()` once per cluster, into the cluster's private folder.
 
 ECDSA P-256 keys throughout: Kubernetes accepts them everywhere (serving, client auth, ES256 tokens)
 and they take milliseconds to generate, which matters for a warm start measured in seconds.
@@ -55,7 +55,7 @@ class Pki:
 
     @classmethod
     def in_folder(cls, folder: Path) -> Pki:
-        """Where write_pki() puts each file (also how `dev-cluster status` finds them again)."""
+        """Where write_pki() puts each file (also how `python -m devcluster status` finds them again)."""
         return cls(
             ca_cert=folder / "ca.crt",
             ca_key=folder / "ca.key",

@@ -1,11 +1,11 @@
-"""`modeldeploy dev-cluster up|down|status`: the local control plane for humans.
+"""`python -m devcluster up|down|status|demo`: the local control plane for humans.
 
 Why it exists: developers want a cluster that outlives one command (to run the operator, kubectl and
-helm by hand) without Docker. `up` starts a `harness.ControlPlane` detached from this process, records
+helm by hand) without Docker. `up` starts a `ControlPlane` detached from this process, records
 its pids in a state folder (default ~/.cache/modeldeploy/dev-cluster/) and prints the lines to
 `eval`; `down` stops exactly those processes (checked by pid *and* command line, so a recycled pid of
-someone else's process is never signalled) and removes the folder; `status` reports. The dispatcher
-in modeldeploy/cli.py calls `register()`; `make cluster-up` / `make cluster-down` call this too.
+someone else's process is never signalled) and removes the folder; `status` reports; `demo` (demo.py)
+runs the whole stack once. `make cluster-up`, `cluster-down`, `cluster-status` and `demo` call this.
 """
 
 from __future__ import annotations
@@ -28,19 +28,20 @@ STATE_FILE = "state.json"
 
 
 def default_state_dir() -> Path:
-    from modeldeploy.devcluster.assets import cache_root
+    from devcluster.assets import cache_root
 
     return cache_root() / "dev-cluster"
 
 
-def register(subparsers: Any) -> None:
-    """Add `dev-cluster` with its three actions to the `modeldeploy` command."""
-    parser = subparsers.add_parser(
-        "dev-cluster",
-        help="start/stop a local Kubernetes control plane (etcd, apiserver, controllers, kwok nodes)",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+def build_parser() -> argparse.ArgumentParser:
+    """`devcluster` with its four actions; each sets `func`."""
+    from devcluster import demo
+
+    parser = argparse.ArgumentParser(
+        prog="python -m devcluster",
+        description="A local Kubernetes control plane (etcd, apiserver, controllers, kwok nodes) for modeldeploy.",
     )
-    actions = parser.add_subparsers(dest="dev_cluster_action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--state-dir",
@@ -55,6 +56,8 @@ def register(subparsers: Any) -> None:
     down.set_defaults(func=cmd_down)
     status = actions.add_parser("status", parents=[common], help="report whether the cluster is running and healthy")
     status.set_defaults(func=cmd_status)
+    demo.register(actions)
+    return parser
 
 
 # --- state ------------------------------------------------------------------------------------------
@@ -104,7 +107,7 @@ def _exports(state: dict[str, Any]) -> str:
 
 
 def _stop_recorded(state: dict[str, Any]) -> list[str]:
-    from modeldeploy.devcluster.harness import stop_process_groups
+    from devcluster.processes import stop_process_groups
 
     workdir = str(state["workdir"])
     alive = [(p.name, p.pid) for p in _recorded(state) if _ours(p.pid, workdir)]
@@ -122,8 +125,8 @@ def _remove(state_dir: Path) -> None:
 
 def _health(state: dict[str, Any]) -> tuple[bool, list[str]]:
     """(healthy, report lines): every process alive, /readyz ok, Nodes Ready."""
-    from modeldeploy.devcluster.certs import Pki
-    from modeldeploy.devcluster.kubeapi import KubeApi, tls_context
+    from devcluster.certs import Pki
+    from devcluster.kubeapi import KubeApi, tls_context
 
     workdir = str(state["workdir"])
     lines = []
@@ -164,8 +167,8 @@ def _setup_logging() -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from modeldeploy.devcluster.assets import AssetsError
-    from modeldeploy.devcluster.harness import ControlPlane, ControlPlaneError
+    from devcluster.assets import AssetsError
+    from devcluster.controlplane import ControlPlane, ControlPlaneError
 
     _setup_logging()
     state_dir = _state_dir(args)
@@ -187,7 +190,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         plane.start()
     except (ControlPlaneError, AssetsError) as exc:
-        print(f"dev-cluster up failed: {exc}\n(logs kept in {workdir / 'logs'})", file=sys.stderr)
+        print(f"devcluster up failed: {exc}\n(logs kept in {workdir / 'logs'})", file=sys.stderr)
         return 1
     records = plane.release()
     state = {
@@ -205,7 +208,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     os.replace(tmp, state_dir / STATE_FILE)
     print(
         f"dev cluster up in {plane.timings.phases.get('start', 0):.1f} s: {plane.apiserver_url}, "
-        f"{plane.node_count} kwok nodes; stop it with `modeldeploy dev-cluster down`. Use it with:",
+        f"{plane.node_count} kwok nodes; stop it with `python -m devcluster down`. Use it with:",
         file=sys.stderr,
     )
     sys.stdout.write(_exports(state))
@@ -242,11 +245,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m modeldeploy.devcluster.cli up|down|status`, for when the full `modeldeploy` CLI is unavailable."""
-    parser = argparse.ArgumentParser(prog="modeldeploy")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["dev-cluster", *(sys.argv[1:] if argv is None else argv)])
-    code: int = args.func(args)
+    """`python -m devcluster up|down|status|demo`."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        print("devcluster: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

@@ -5,18 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+from devcluster.executor import JobPodExecutor
+from devcluster.kubeapi import KubeApi
 from modeldeploy.api import parse_model_deployment
 from modeldeploy.controller.builders import build_job
-from modeldeploy.devcluster.executor import JobPodExecutor
-from modeldeploy.k8s.client import KubeClient
 
 
-def test_pod_paths_map_to_local_folders_but_the_interpreter_does_not(tmp_path: Path, minimal: dict[str, Any]) -> None:
+def test_pod_paths_map_to_local_folders_but_the_interpreter_does_not(tmp_path: Path) -> None:
+    minimal: dict[str, Any] = {
+        "apiVersion": "modeldeploy.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "digits", "namespace": "ml"},
+        "spec": {"model": {"name": "digits", "storageUri": "pvc://models/digits.keras"}},
+    }
     minimal["spec"]["optimization"] = {"evaluation": {"datasetUri": "pvc://data/eval.npz"}}
     job = build_job(parse_model_deployment(minimal), None)
     pod = {"metadata": {"name": "p", "namespace": "ml"}, "spec": job["spec"]["template"]["spec"]}
     # An interpreter under /tmp, like a CI checkout there: /tmp is also the pod's emptyDir mount.
-    executor = JobPodExecutor(cast(KubeClient, None), tmp_path / "storage", python="/tmp/ci/.venv/bin/python3")
+    executor = JobPodExecutor(cast(KubeApi, None), tmp_path / "storage", python="/tmp/ci/.venv/bin/python3")
     prepared = executor._prepare(pod, pod["spec"]["containers"][0])
     assert prepared.argv[:3] == ["/tmp/ci/.venv/bin/python3", "-m", "modeldeploy.cli"]
     args = dict(a.split("=", 1) for a in prepared.argv[4:] if "=" in a)

@@ -1,8 +1,9 @@
 """The pieces that turn a bare local control plane into a working modeldeploy stack: the operator
 as a subprocess, claims backed by local folders, and small waiting helpers.
 
-Used by `modeldeploy demo`, the integration and e2e tests, and the benchmarks, so they all run
-the operator the same way the chart does: `modeldeploy run` as its own process.
+Used by `python -m devcluster demo`, the pytest plugin, the integration and e2e tests, and the
+benchmarks, so they all run the operator the same way the chart does: `modeldeploy run` as its own
+process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.devcluster.harness import ControlPlane
+from devcluster.controlplane import ControlPlane
 
 
 def free_port() -> int:

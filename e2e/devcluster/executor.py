@@ -9,7 +9,9 @@ back through the pods/status subresource what a kubelet would: Running, then Suc
 with the exit code and the termination message. The Job controller takes it from there.
 
 Like a kubelet it refuses to start a container whose Secret is missing
-(CreateContainerConfigError) and retries until the Secret appears.
+(CreateContainerConfigError) and retries until the Secret appears. It talks to the API server through
+the dev cluster's own client (kubeapi.KubeApi, as the admin), never the operator's: reading Secrets
+is a kubelet's business, not the product's.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.k8s.client import KubeClient
+from devcluster.kubeapi import KubeApi
 
 log = logging.getLogger(__name__)
 SELECTOR = "app.kubernetes.io/component=optimizer"
@@ -58,7 +60,7 @@ class JobPodExecutor:
 
     def __init__(
         self,
-        kube: KubeClient,
+        kube: KubeApi,
         storage_root: Path,
         namespace: str | None = None,
         poll_seconds: float = 0.5,
@@ -91,8 +93,8 @@ class JobPodExecutor:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
-                pods = self.kube.list("Pod", self.namespace, SELECTOR)
-                pods += self.kube.list("Pod", self.namespace, f"{LOCAL_KUBELET_LABEL}=true")
+                pods = self.kube.list_pods(self.namespace, SELECTOR)
+                pods += self.kube.list_pods(self.namespace, f"{LOCAL_KUBELET_LABEL}=true")
             except Exception as exc:  # the API server may be going away at teardown
                 log.debug("executor: cannot list pods: %s", exc)
                 continue
@@ -122,7 +124,7 @@ class JobPodExecutor:
 
     # -- the pod's environment ----------------------------------------------------------------------
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
-        secret = self.kube.get("Secret", namespace, name)
+        secret = self.kube.get_secret(namespace, name)
         if secret is None:
             raise PodConfigError(f'secret "{name}" not found')
         data = secret.get("data") or {}
@@ -150,7 +152,7 @@ class JobPodExecutor:
                     if "configMap" not in source:
                         raise PodConfigError(f"volume {volume['name']}: only ConfigMap projections are supported here")
                     name = source["configMap"]["name"]
-                    config_map = self.kube.get("ConfigMap", namespace, name)
+                    config_map = self.kube.get_config_map(namespace, name)
                     if config_map is None:
                         raise PodConfigError(f'configmap "{name}" not found')
                     for key, value in (config_map.get("data") or {}).items():
@@ -200,7 +202,7 @@ class JobPodExecutor:
     def _patch(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         meta = pod["metadata"]
         try:
-            self.kube.patch_status("Pod", meta["namespace"], meta["name"], status)
+            self.kube.patch_pod_status(meta["namespace"], meta["name"], status)
         except Exception as exc:  # ApiError, or the API server going away at teardown
             log.warning("executor: cannot update pod %s/%s: %s", meta["namespace"], meta["name"], exc)
 

@@ -1,13 +1,13 @@
 """Find the control plane's binaries, building them once if nothing provides them.
 
-Why it exists: the harness, the pytest fixtures and `modeldeploy dev-cluster up` all need the same seven
+Why it exists: the control plane, the pytest plugin and `python -m devcluster up` all need the same seven
 binaries at the pinned versions, and must fail loudly (never skip) when they cannot have them. Lookup
 order, per binary:
 
 1. `TEST_ASSET_<NAME>` (envtest's convention, e.g. `TEST_ASSET_KUBE_APISERVER`): that file;
 2. `KUBEBUILDER_ASSETS`: a folder of ready binaries (what `setup-envtest use -p path` prints);
 3. the build cache, `~/.cache/modeldeploy/k8s-v…_etcd-v…_kwok-v…_helm-v…/bin` (`MODELDEPLOY_CACHE` or
-   `XDG_CACHE_HOME` move it), filled by `e2e/controlplane/build.sh` from the Go module proxy.
+   `XDG_CACHE_HOME` move it), filled by this package's `build.sh` (e2e/devcluster/build.sh) from the Go module proxy.
 
 Whatever the first two do not provide is taken from the cache, and `build.sh` is run when the cache
 lacks it (it builds only what is missing). envtest's folders hold only etcd, kube-apiserver and
@@ -37,10 +37,10 @@ BINARIES = (
     "helm",
 )
 
-_REPO_ROOT = Path(__file__).resolve().parents[3]  # operator/modeldeploy/devcluster/assets.py
-CONTROLPLANE_DIR = _REPO_ROOT / "e2e" / "controlplane"
-BUILD_SCRIPT = CONTROLPLANE_DIR / "build.sh"
-VERSIONS_FILE = CONTROLPLANE_DIR / "versions.env"
+# Both ship inside this package (package data), so an installed devcluster builds without a checkout.
+_HERE = Path(__file__).resolve().parent
+BUILD_SCRIPT = _HERE / "build.sh"
+VERSIONS_FILE = _HERE / "versions.env"
 
 
 class AssetsError(RuntimeError):
@@ -49,7 +49,7 @@ class AssetsError(RuntimeError):
 
 @dataclass(frozen=True)
 class Versions:
-    """The pinned versions, read from e2e/controlplane/versions.env (the one place they live)."""
+    """The pinned versions, read from versions.env next to this module (the one place they live)."""
 
     kubernetes: str
     etcd: str
@@ -64,7 +64,7 @@ class Versions:
 
 @dataclass(frozen=True)
 class Assets:
-    """Where each binary is, and where it came from (for logs and `dev-cluster status`)."""
+    """Where each binary is, and where it came from (for logs and `python -m devcluster status`)."""
 
     paths: Mapping[str, Path]
     sources: Mapping[str, str]
@@ -91,10 +91,7 @@ class Assets:
 def read_versions(path: Path = VERSIONS_FILE) -> Versions:
     """Parse versions.env (KEY=VALUE lines, # comments), the same file build.sh sources."""
     if not path.is_file():
-        raise AssetsError(
-            f"{path} not found: the control plane's versions are pinned there, in a checkout of the "
-            "modeldeploy repository (the harness is a development tool and needs the repository)"
-        )
+        raise AssetsError(f"{path} not found: the control plane's versions are pinned there (package data)")
     values: dict[str, str] = {}
     for raw in path.read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -151,14 +148,14 @@ def _provided() -> tuple[dict[str, Path], dict[str, str]]:
 
 
 def build(*, quiet: bool = False) -> Path:
-    """Run e2e/controlplane/build.sh (builds only what is missing) and return the bin folder it prints.
+    """Run build.sh (builds only what is missing) and return the bin folder it prints.
 
     Its progress goes to our stderr: a cold build takes many minutes and must not look like a hang.
     """
     if not BUILD_SCRIPT.is_file():
         raise AssetsError(
-            f"cannot build the control plane: {BUILD_SCRIPT} is missing (run from a checkout of the "
-            "repository, or point KUBEBUILDER_ASSETS at a folder holding " + ", ".join(BINARIES) + ")"
+            f"cannot build the control plane: {BUILD_SCRIPT} is missing (reinstall modeldeploy-devcluster, "
+            "or point KUBEBUILDER_ASSETS at a folder holding " + ", ".join(BINARIES) + ")"
         )
     if shutil.which("go") is None:
         raise AssetsError(

@@ -1,5 +1,5 @@
 """The local control plane is a real cluster: scheduling, kwok nodes, controllers, RBAC, admission, helm,
-and it cleans up after itself. These tests guard modeldeploy.devcluster, which every other
+and it cleans up after itself. These tests guard the devcluster package (e2e/devcluster), which every other
 integration test stands on.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.devcluster import harness
-from modeldeploy.devcluster.assets import read_versions
-from modeldeploy.devcluster.harness import CommandError, ControlPlane
+from devcluster import processes
+from devcluster.assets import read_versions
+from devcluster.controlplane import CommandError, ControlPlane
 
 pytestmark = pytest.mark.integration
 
@@ -254,7 +254,7 @@ def test_a_port_taken_before_bind_is_retried_on_other_ports(monkeypatch: pytest.
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
     taken = squatter.getsockname()[1]
-    real_free_ports = harness.free_ports
+    real_free_ports = processes.free_ports
     calls: list[list[int]] = []
 
     def first_with_a_taken_port(count: int) -> list[int]:
@@ -264,7 +264,7 @@ def test_a_port_taken_before_bind_is_retried_on_other_ports(monkeypatch: pytest.
         calls.append(ports)
         return ports
 
-    monkeypatch.setattr(harness, "free_ports", first_with_a_taken_port)
+    monkeypatch.setattr(processes, "free_ports", first_with_a_taken_port)
     try:
         with ControlPlane(nodes=1) as plane:
             assert len(calls) == 2
@@ -276,7 +276,7 @@ def test_a_port_taken_before_bind_is_retried_on_other_ports(monkeypatch: pytest.
 _CHILD = textwrap.dedent(
     """
     import sys, time
-    from modeldeploy.devcluster.harness import ControlPlane
+    from devcluster.controlplane import ControlPlane
     with ControlPlane(nodes=1) as plane:
         print(plane.workdir, flush=True)
         time.sleep(600)
@@ -319,7 +319,7 @@ def test_dev_cluster_up_status_down(tmp_path: Path) -> None:
 
     def dev_cluster(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "modeldeploy.cli", "dev-cluster", *args, "--state-dir", str(state_dir)],
+            [sys.executable, "-m", "devcluster", *args, "--state-dir", str(state_dir)],
             capture_output=True, text=True, timeout=240, check=False,
         )  # fmt: skip
 

@@ -1,0 +1,154 @@
+"""The dev cluster as pytest fixtures: one real local control plane per session, the operator as a
+subprocess, the executor that runs optimizer pods for real, and the reference models.
+
+Why it is a plugin (entry point `pytest11`, loaded in every session of the venv where
+modeldeploy-devcluster is installed): tests/integration, tests/harness and e2e/ all need
+the same fixtures, and no conftest should import another's. Nothing heavy happens at import: the
+control plane, the product's client and TensorFlow are imported when a fixture first runs, so unit
+test sessions pay nothing.
+
+The tests must run against a real kube-apiserver, controller-manager, scheduler and kwok nodes, never
+skip, and never hide a missing toolchain. The binaries are found (or built, once, which can take many
+minutes) in `pytest_collection_finish`, outside any test's timeout, with output shown live; a failure
+there makes every test that needs the cluster error with the command to run. Starting the cluster
+takes about 10 s and happens once per session. Repository files (crds/) are found from the pytest
+rootdir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+# Light (stdlib only): needed at import for the stash key.
+from devcluster.assets import AssetsError
+
+if TYPE_CHECKING:
+    from devcluster.controlplane import ControlPlane
+    from devcluster.executor import JobPodExecutor
+    from devcluster.stack import OperatorProcess
+    from modeldeploy.k8s.client import KubeClient
+
+_assets_error = pytest.StashKey[AssetsError]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: needs the local control plane (built on first use)")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control plane's binaries before the first test if any integration test was selected."""
+    if not any(item.get_closest_marker("integration") for item in session.items):
+        return
+    from devcluster.assets import find_assets
+
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    live_output = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    with live_output:
+        try:
+            find_assets(build_missing=True)
+        except AssetsError as exc:
+            session.config.stash[_assets_error] = exc
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test item, so fixtures can attach logs to failures."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok with 3 Ready fake Nodes."""
+    from devcluster.controlplane import ControlPlane
+
+    error = request.config.stash.get(_assets_error, None)
+    if error is not None:
+        pytest.fail(f"the local control plane is unavailable: {error}", pytrace=False)
+    with ControlPlane(nodes=3) as plane:
+        yield plane
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test (named after it), with its default ServiceAccount in place."""
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    control_plane.kubectl("create", "namespace", name)
+    control_plane.wait_for_serviceaccount(name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture(scope="session")
+def storage_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where PersistentVolumeClaims live on this machine: <root>/<namespace>/<claim>."""
+    return tmp_path_factory.mktemp("storage")
+
+
+@pytest.fixture(scope="session")
+def reference_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped reference models and datasets, trained once (no download)."""
+    from devcluster.stack import make_reference_models
+
+    return make_reference_models(tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="session")
+def kube(control_plane: ControlPlane) -> Iterator[KubeClient]:
+    """The operator's own client, as the admin: what tests read ModelDeployments and children with."""
+    from modeldeploy.k8s.client import load_client
+
+    client = load_client(str(control_plane.kubeconfig))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def crd_installed(control_plane: ControlPlane, pytestconfig: pytest.Config) -> None:
+    """The repository's CRD (crds/ under the pytest rootdir), applied and Established."""
+    control_plane.kubectl("apply", "--server-side", "-f", str(pytestconfig.rootpath / "crds"))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
+
+
+@pytest.fixture(scope="session")
+def executor(control_plane: ControlPlane, storage_root: Path) -> Iterator[JobPodExecutor]:
+    """The test-side kubelet for optimizer pods (and pods labelled for it), for the whole session."""
+    from devcluster.executor import JobPodExecutor
+
+    with control_plane.admin_api() as api, JobPodExecutor(api, storage_root) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def operator_process(
+    control_plane: ControlPlane, crd_installed: None, executor: JobPodExecutor, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """`modeldeploy run` as a subprocess, the same entry point the chart's Deployment runs."""
+    from devcluster.stack import OperatorProcess
+
+    process = OperatorProcess(control_plane.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def operator_log(operator_process: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+    """The running operator; its log is attached to the report of a failing test."""
+    start = operator_process.log_path.stat().st_size
+    yield operator_process
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        with operator_process.log_path.open("rb") as handle:
+            handle.seek(start)
+            print("---- operator log during the test ----\n" + handle.read().decode(errors="replace")[-20000:])
