@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from devcluster.controlplane import ControlPlane
-from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
-from modeldeploy.controller.reconcile import Reconciler
+from devcluster.stack import OperatorProcess, condition, make_claim, scrape, wait_for
 from modeldeploy.k8s.client import KubeClient
 
 pytestmark = pytest.mark.integration
@@ -106,31 +105,34 @@ def test_model_deployment_goes_from_optimization_to_ready(
     print(f"\nkubectl apply -> Ready: {elapsed:.1f}s")
 
 
-def test_a_reconcile_with_nothing_changed_writes_nothing(
+def api_requests(operator: OperatorProcess) -> dict[str, float]:
+    """The operator's own count of its API requests by HTTP method (its /metrics)."""
+    counts: dict[str, float] = {}
+    for line in scrape(operator.metrics_port).splitlines():
+        if line.startswith("modeldeploy_api_requests_total{"):
+            method = line.split('method="', 1)[1].split('"', 1)[0]
+            counts[method] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_an_idle_operator_sends_no_request_through_its_resyncs(
     control_plane: ControlPlane, kube: KubeClient, namespace: str, models_claim: Path, operator_log: OperatorProcess
 ) -> None:
+    """Reconciles read the cache: once nothing changes, a resync (every 5 s here) costs no request."""
     apply(control_plane, md_manifest("quiet", namespace))
     wait_ready(kube, namespace, "quiet")
-    time.sleep(1)
-    from modeldeploy.k8s.client import load_client
-
-    counting = load_client(str(control_plane.kubeconfig))
-    try:
-        # The operator may still be catching up with the last pod or HPA change; once it has, a
-        # reconcile must write nothing. Two quiet passes in a row, within a few attempts.
-        quiet = 0
-        for _ in range(10):
-            counting.requests.clear()
-            outcome = Reconciler(counting).reconcile(namespace, "quiet")
-            quiet = 0 if outcome.wrote else quiet + 1
-            if quiet == 2:
-                break
-            time.sleep(1)
-        assert quiet == 2, f"reconciles kept writing: {outcome}"
-        assert set(counting.requests) == {"GET"}, counting.requests
-        print(f"\nrequests of a no-op reconcile: {dict(counting.requests)}")
-    finally:
-        counting.close()
+    # Other tests' objects may still settle; then two windows in a row, each longer than a resync
+    # period, must see no request at all (GET, LIST or write).
+    quiet, before = 0, api_requests(operator_log)
+    for _ in range(12):
+        time.sleep(6)
+        after = api_requests(operator_log)
+        quiet = quiet + 1 if after == before else 0
+        if quiet == 2:
+            break
+        before = after
+    assert quiet == 2, f"the operator kept sending requests: {before} -> {after}"
+    print(f"\nrequests so far, all objects: {after}")
 
 
 def test_drift_is_restored_and_unwanted_children_removed(
@@ -196,8 +198,7 @@ def test_replicas_belong_to_the_hpa(
     wait_ready(kube, namespace, "scaled")
     # What the HPA controller does: set replicas through the scale subresource, as another manager.
     control_plane.kubectl("scale", "deployment", "scaled", "-n", namespace, "--replicas=4")
-    Reconciler(kube).reconcile(namespace, "scaled")
-    time.sleep(2)
+    time.sleep(7)  # the Deployment's watch event and a resync (every 5 s) have both been reconciled
     dep = kube.get("Deployment", namespace, "scaled")
     assert dep is not None and dep["spec"]["replicas"] == 4, "the operator took replicas back from the HPA"
 

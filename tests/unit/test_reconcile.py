@@ -8,6 +8,7 @@ objects in a dict, answers label selectors, and records every write. It proves t
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from modeldeploy.contract.summary import OptimizerSummary, Result
 from modeldeploy.controller.builders.labels import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER
+from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.reconcile import Reconciler
 from modeldeploy.k8s.client import ApiError
 
@@ -24,45 +26,31 @@ Key = tuple[str, str, str]  # kind, namespace, name
 
 
 class RecordingKube:
-    """The part of KubeClient the Reconciler uses, backed by a dict; every write is recorded."""
+    """The writes of KubeClient, recorded; each answer is the object with a new resourceVersion,
+    as the API server's would be. The Reconciler reads nothing from it: it reads the cache."""
 
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name or reason)
         self.fail_status_with: int | None = None
 
-    def put(self, obj: dict[str, Any]) -> None:
+    def _stored(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(next(VERSIONS))
         meta = obj["metadata"]
         self.objects[(obj["kind"], meta.get("namespace", NAMESPACE), meta["name"])] = obj
+        return copy.deepcopy(obj)
 
-    # -- reads
-    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        obj = self.objects.get((kind, namespace or "", name))
-        return copy.deepcopy(obj) if obj is not None else None
-
-    def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
-        wanted = dict(term.split("=", 1) for term in label_selector.split(",")) if label_selector else {}
-        return [
-            copy.deepcopy(obj)
-            for (k, ns, _), obj in sorted(self.objects.items())
-            if k == kind
-            and (namespace is None or ns == namespace)
-            and all(obj["metadata"].get("labels", {}).get(key) == value for key, value in wanted.items())
-        ]
-
-    # -- writes
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.writes.append(("apply", manifest["kind"], manifest["metadata"]["name"]))
-        self.put(copy.deepcopy(manifest))
-        return manifest
+        return self._stored(manifest)
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
         if key in self.objects:
             return None
         self.writes.append(("create", manifest["kind"], manifest["metadata"]["name"]))
-        self.put(copy.deepcopy(manifest))
-        return manifest
+        return self._stored(manifest)
 
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         if self.objects.pop((kind, namespace or "", name), None) is None:
@@ -70,13 +58,14 @@ class RecordingKube:
         self.writes.append(("delete", kind, name))
         return True
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         if self.fail_status_with is not None:
             raise ApiError(self.fail_status_with, "PATCH", f"{kind}/{name}/status", "not found")
         self.writes.append(("status", kind, name))
         obj = self.objects[(kind, namespace, name)]
         merged = {**obj.get("status", {}), **status}
         obj["status"] = {k: v for k, v in merged.items() if v is not None}
+        return self._stored(obj)
 
     def emit_event(
         self, regarding: dict[str, Any], event_type: str, reason: str, note: str, action: str, now: str
@@ -84,19 +73,34 @@ class RecordingKube:
         self.writes.append(("event", event_type, reason))
 
 
+VERSIONS = itertools.count(1)  # one sequence, like etcd's revisions, for writes and watch events
+
+
+def watched(kube: RecordingKube, cache: Cache, obj: dict[str, Any]) -> None:
+    """A change by someone else: the API server stores it, and its watch event brings it to the cache."""
+    cache.upsert(obj["kind"], kube._stored(obj))
+
+
 @pytest.fixture
-def kube(minimal: dict[str, Any]) -> RecordingKube:
+def cache() -> Cache:
+    return Cache()
+
+
+@pytest.fixture
+def kube(minimal: dict[str, Any], cache: Cache) -> RecordingKube:
     fake = RecordingKube()
     md = copy.deepcopy(minimal)
     md["metadata"].update({"uid": "uid-1", "generation": 1})
-    fake.put(md)
-    fake.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": "ml"}})
+    watched(fake, cache, md)
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": "ml"}}
+    watched(fake, cache, claim)
     return fake
 
 
 @pytest.fixture
-def reconcile(kube: RecordingKube) -> Callable[[], list[tuple[str, str, str]]]:
-    reconciler = Reconciler(kube, clock=lambda: datetime(2026, 12, 1, 12, 0, tzinfo=UTC))  # type: ignore[arg-type]
+def reconcile(kube: RecordingKube, cache: Cache) -> Callable[[], list[tuple[str, str, str]]]:
+    clock = lambda: datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # noqa: E731
+    reconciler = Reconciler(kube, cache, clock=clock)  # type: ignore[arg-type]
 
     def run() -> list[tuple[str, str, str]]:
         before = len(kube.writes)
@@ -106,20 +110,21 @@ def reconcile(kube: RecordingKube) -> Callable[[], list[tuple[str, str, str]]]:
     return run
 
 
-def finish_job(kube: RecordingKube) -> str:
-    """Mark the only optimization Job Complete, with its pod's termination summary."""
-    ((_, _, name),) = [key for key in kube.objects if key[0] == "Job"]
-    job = kube.objects[("Job", NAMESPACE, name)]
+def finish_job(kube: RecordingKube, cache: Cache) -> str:
+    """The Job's watch event after it completed, and its pod's, with the termination summary."""
+    ((name,),) = [[o["metadata"]["name"]] for o in cache.snapshot(NAMESPACE, "digits").of_kind("Job")]
+    job = copy.deepcopy(cache.get("Job", NAMESPACE, name))
+    assert job is not None
     job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    watched(kube, cache, job)
     summary = OptimizerSummary(result=Result.SUCCEEDED, version=1, format="savedmodel", manifest_sha256="ab" * 32)
     labels = {MODEL_DEPLOYMENT_LABEL: "digits", COMPONENT_LABEL: OPTIMIZER, "batch.kubernetes.io/job-name": name}
-    kube.put(
-        {
-            "kind": "Pod",
-            "metadata": {"name": f"{name}-x", "namespace": NAMESPACE, "labels": labels},
-            "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": summary.to_line()}}}]},
-        }
-    )
+    pod = {
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-x", "namespace": NAMESPACE, "labels": labels},
+        "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": summary.to_line()}}}]},
+    }
+    watched(kube, cache, pod)
     return name
 
 
@@ -132,19 +137,17 @@ def test_first_pass_creates_the_job_then_applies_then_reports(
         ("apply", "NetworkPolicy"),
         ("status", "ModelDeployment"),
         ("event", "Normal"),
-        ("event", "Normal"),
-        ("event", "Normal"),
     ]
-    assert [w[2] for w in writes if w[0] == "event"] == ["Optimizing", "NoArtifact", "Optimizing"]
+    assert [w[2] for w in writes if w[0] == "event"] == ["Optimizing"], "one Event: Ready's first state"
     assert kube.objects[("ModelDeployment", NAMESPACE, "digits")]["status"]["phase"] == "Optimizing"
     assert reconcile() == [], "a second pass with nothing changed writes nothing"
 
 
 def test_a_finished_job_rolls_out_the_serving_children_once(
-    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
 ) -> None:
     reconcile()
-    finish_job(kube)
+    finish_job(kube, cache)
     writes = reconcile()
     applied = [kind for verb, kind, _ in writes if verb == "apply"]
     assert applied == [
@@ -167,13 +170,16 @@ def test_a_finished_job_rolls_out_the_serving_children_once(
 
 
 def test_a_user_edit_of_a_field_we_own_is_re_applied(
-    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
 ) -> None:
     reconcile()
-    finish_job(kube)
+    finish_job(kube, cache)
     reconcile()
     reconcile()
-    kube.objects[("Service", NAMESPACE, "digits")]["spec"]["type"] = "NodePort"
+    service = copy.deepcopy(cache.get("Service", NAMESPACE, "digits"))
+    assert service is not None
+    service["spec"]["type"] = "NodePort"
+    watched(kube, cache, service)
     assert reconcile() == [("apply", "Service", "digits")]
 
 
@@ -194,9 +200,12 @@ def test_other_status_errors_are_raised_for_a_retry(
 
 
 def test_an_invalid_spec_is_reported_once(
-    kube: RecordingKube, reconcile: Callable[[], list[tuple[str, str, str]]]
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
 ) -> None:
-    kube.objects[("ModelDeployment", NAMESPACE, "digits")]["spec"]["model"]["version"] = 0
+    md = copy.deepcopy(cache.get("ModelDeployment", NAMESPACE, "digits"))
+    assert md is not None
+    md["spec"]["model"]["version"] = 0
+    watched(kube, cache, md)
     writes = reconcile()
     assert writes == [("status", "ModelDeployment", "digits"), ("event", "Warning", "InvalidSpec")]
     assert reconcile() == []

@@ -69,10 +69,11 @@ all-namespaces mode, a Role per namespace in namespaced mode. Each verb is one t
 (modeldeploy/reconcile.py, k8s/client.py and kopf's watches); no wildcards, no Secrets.
 */}}
 {{- define "modeldeploy-operator.namespacedRules" -}}
-# Watch ModelDeployments (kopf), read them (reconcile), write only their status (merge patch).
+# The operator reads nothing with GET: kopf's watches (list + watch) fill its cache.
+# Watch ModelDeployments, write only their status (merge patch).
 - apiGroups: [modeldeploy.io]
   resources: [modeldeployments]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [modeldeploy.io]
   resources: [modeldeployments/status]
   verbs: [patch]
@@ -84,32 +85,32 @@ all-namespaces mode, a Role per namespace in namespaced mode. Each verb is one t
 # Optimization Jobs are created once (deterministic names) and deleted when no longer wanted.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete]
-# Optimizer pods: read-only, for their termination message (the optimization result).
+  verbs: [list, watch, create, delete]
+# Our optimizer and serving pods (a label-selected watch): the optimization result, waiting reasons.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 # Serving children: server-side apply (patch; create when absent), deleted when no longer wanted.
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, list, watch, create, patch, delete]
-# Whether a referenced claim exists (status says which one is missing).
+  verbs: [list, watch, create, patch, delete]
+# Whether the claims a ModelDeployment mounts exist (status says which one is missing).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [get]
-# An Event on every condition transition.
+  verbs: [list, watch]
+# An Event on every transition a user cares about.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
@@ -164,6 +165,7 @@ spec:
         {{- end }}
         - --log-format={{ .Values.logFormat }}
         - --resync-seconds={{ .Values.resyncSeconds }}
+        - --workers={{ .Values.workers }}
         {{- if .Values.verbose }}
         - --verbose
         {{- end }}

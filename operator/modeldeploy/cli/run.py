@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Any
 
+from modeldeploy.controller.config import DEFAULT_RESYNC_SECONDS, DEFAULT_WORKERS
+
 EXIT_BAD_FLAG = 2
 
 
@@ -36,8 +38,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--resync-seconds",
         type=float,
-        default=float(os.environ.get("MODELDEPLOY_RESYNC_SECONDS", "60")),
-        help="reconcile every ModelDeployment this often, whatever happened",
+        default=float(os.environ.get("MODELDEPLOY_RESYNC_SECONDS", str(DEFAULT_RESYNC_SECONDS))),
+        help="re-plan every ModelDeployment from the cache this often, whatever happened (no request)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("MODELDEPLOY_WORKERS", str(DEFAULT_WORKERS))),
+        help="reconciles running at once (different ModelDeployments)",
     )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)")
     parser.add_argument(
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     config = OperatorConfig(
         namespaces=tuple(args.namespace),
         resync_seconds=args.resync_seconds,
+        workers=max(1, args.workers),
         liveness_port=args.liveness_port,
         metrics_port=args.metrics_port,
         log_format=LogFormat(args.log_format),

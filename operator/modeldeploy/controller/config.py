@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-DEFAULT_RESYNC_SECONDS = 60.0
+# A resync reads only the cache: it catches what the watches missed, at no request, so it can be rare.
+DEFAULT_RESYNC_SECONDS = 300.0
+# Reconciles wait on the API server's answers to their writes; a few threads keep it busy.
 DEFAULT_WORKERS = 8
 MAX_PEERING_PRIORITY = 100
 

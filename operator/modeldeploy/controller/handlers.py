@@ -1,25 +1,22 @@
-"""kopf wiring: every trigger calls the same reconcile; nothing else lives here.
+"""kopf wiring: watch events feed the runtime's cache and queue; nothing else lives here.
 
 Only `on.event` handlers are used: they keep no state on the objects, so kopf adds no finalizer and
-writes no annotations, and deleting a ModelDeployment never waits for the operator. Retries and
-the slow periodic pass come from the resync loop instead of kopf timers (which would force a
-finalizer). The reconciler and the settings reach the handlers through kopf's memo.
+writes no annotations, and deleting a ModelDeployment never waits for the operator. The handlers
+are `async` and only touch memory, so kopf's per-object queues never back up with event bodies;
+the reconciles run on the runtime's worker threads. Every watch of an owned kind carries a
+server-side label selector: unrelated pods and ConfigMaps never reach the operator.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from modeldeploy.api import GROUP, PLURAL, VERSION
-from modeldeploy.controller.builders.labels import MODEL_DEPLOYMENT_LABEL
-from modeldeploy.controller.resync import reconcile_safely, resync_loop
-from modeldeploy.k8s.kinds import WATCHED_KINDS
+from modeldeploy.api import GROUP, KIND, PLURAL, VERSION
+from modeldeploy.controller.runtime import Runtime, server_side_selector
+from modeldeploy.k8s.kinds import WATCHED_KINDS, Kind
 
-OWNED = {MODEL_DEPLOYMENT_LABEL: kopf.PRESENT}
 # Our own registry, not kopf's global default: importing this module twice, or next to another
 # operator in tests, cannot double the handlers.
 REGISTRY = kopf.OperatorRegistry()
@@ -36,26 +33,32 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.enabled = False  # we post our own, meaningful Events
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeldeploy.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modeldeploy.io")
-    settings.execution.max_workers = memo.config.workers
-    memo.stop = threading.Event()
-    args = (memo.reconciler, memo.config, memo.stop)
-    threading.Thread(target=resync_loop, args=args, name="modeldeploy-resync", daemon=True).start()
+    for kind in WATCHED_KINDS:
+        selector = server_side_selector(kind)
+        if selector:
+            settings.watching.label_selectors[kind.api_version, kind.plural] = selector
+    runtime: Runtime = memo.runtime
+    runtime.prime()
+    runtime.start()
 
 
 @kopf.on.cleanup(registry=REGISTRY)
 def stop(memo: kopf.Memo, **_: Any) -> None:
-    memo.stop.set()
+    memo.runtime.stop()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=REGISTRY)
-def on_model_deployment(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    if type != "DELETED":
-        reconcile_safely(memo.reconciler, namespace, name)
+async def on_model_deployment(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.on_event(KIND, event.get("type"), event["object"])
 
 
-def on_child(labels: Mapping[str, str], namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    reconcile_safely(memo.reconciler, namespace, labels.get(MODEL_DEPLOYMENT_LABEL))
+def _register(kind: Kind) -> None:
+    async def on_watched(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.runtime.on_event(kind.kind, event.get("type"), event["object"])
+
+    on_watched.__name__ = on_watched.__qualname__ = f"on_{kind.plural}"  # kopf's handler id
+    kopf.on.event(kind.api_version, kind.plural, registry=REGISTRY)(on_watched)
 
 
 for _kind in WATCHED_KINDS:
-    kopf.on.event(_kind.api_version, _kind.plural, labels=OWNED, registry=REGISTRY)(on_child)
+    _register(_kind)

@@ -14,7 +14,7 @@ import kopf
 
 from modeldeploy.controller import handlers, metrics
 from modeldeploy.controller.config import LogFormat, OperatorConfig
-from modeldeploy.controller.reconcile import Reconciler
+from modeldeploy.controller.runtime import Runtime
 from modeldeploy.k8s.client import load_client
 
 EXIT_NO_CREDENTIALS = 2
@@ -42,7 +42,7 @@ def run_operator(config: OperatorConfig) -> int:
         metrics.serve(config.metrics_port)
     liveness = f"http://0.0.0.0:{config.liveness_port}/healthz" if config.liveness_port else None
     log.info("modeldeploy operator starting; watching %s", config.scope)
-    memo = kopf.Memo(reconciler=Reconciler(kube), config=config)
+    memo = kopf.Memo(runtime=Runtime(kube, config))
     try:
         asyncio.run(
             kopf.operator(

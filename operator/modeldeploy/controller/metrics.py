@@ -50,6 +50,12 @@ TRANSITIONS = Counter(
 )
 
 
+WORKQUEUE_DEPTH = Gauge("modeldeploy_workqueue_depth", "ModelDeployments waiting for a worker.")
+CACHE_OBJECTS = Gauge(
+    "modeldeploy_cache_objects", "Objects held in the operator's cache, by kind (set at each resync).", ["kind"]
+)
+
+
 def serve(port: int) -> None:
     """Start the /metrics HTTP endpoint in a background thread."""
     start_http_server(port)

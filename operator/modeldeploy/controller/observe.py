@@ -1,7 +1,7 @@
-"""The gatherer: read what a reconcile needs from the API server and turn it into typed views.
+"""The gatherer: what a reconcile needs, from the cache, as typed views. Pure: no request.
 
-The only place in the controller that reads; `plan` and `status` then decide from the views alone.
-Children count as ours only when an ownerReference names the ModelDeployment.
+`plan` and `status` then decide from the views alone. Children count as ours only when an
+ownerReference names the ModelDeployment (the label alone could be set by anyone).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from modeldeploy.controller.builders import desired_artifact, needs_job
 from modeldeploy.controller.builders import names as child_names
 from modeldeploy.controller.builders.artifacts import claims_read
 from modeldeploy.controller.builders.deployment import VERIFY_CONTAINER
-from modeldeploy.controller.builders.labels import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER, SERVING
+from modeldeploy.controller.builders.labels import COMPONENT_LABEL, OPTIMIZER, SERVING
+from modeldeploy.controller.cache import Snapshot
 from modeldeploy.controller.views import Observed, refused_artifacts, view_deployment, view_job
-from modeldeploy.k8s.client import KubeClient
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -50,25 +50,32 @@ def owned_by(obj: dict[str, Any], md_name: str) -> bool:
     return any(r.get("kind") == KIND and r.get("name") == md_name for r in refs)
 
 
-def observe(kube: KubeClient, namespace: str, md: ModelDeployment) -> Observed:
+def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
+    """The views of one ModelDeployment's children, pods and claims, from what the cache holds."""
     md_name = md.name
-    selector = f"{MODEL_DEPLOYMENT_LABEL}={md_name},{COMPONENT_LABEL}={OPTIMIZER}"
     pods_by_job: dict[str, list[dict[str, Any]]] = {}
-    for pod in kube.list("Pod", namespace, selector):
-        pods_by_job.setdefault(pod["metadata"].get("labels", {}).get(JOB_NAME_LABEL, ""), []).append(pod)
+    serving_pods = []
+    for pod in snapshot.of_kind("Pod"):
+        labels = pod["metadata"].get("labels", {})
+        if labels.get(COMPONENT_LABEL) == OPTIMIZER:
+            pods_by_job.setdefault(labels.get(JOB_NAME_LABEL, ""), []).append(pod)
+        elif labels.get(COMPONENT_LABEL) == SERVING:
+            serving_pods.append(pod)
     jobs = {}
-    for job in kube.list("Job", namespace, selector):
+    for job in snapshot.of_kind("Job"):
+        if job["metadata"].get("labels", {}).get(COMPONENT_LABEL) != OPTIMIZER or not owned_by(job, md_name):
+            continue
         view = view_job(job, pods_by_job.get(job["metadata"]["name"], []))
         jobs[view.artifact_hash] = view
     children: dict[tuple[str, str], dict[str, Any]] = {}
     for kind, names in child_names_by_kind(md_name).items():
+        by_name = {obj["metadata"]["name"]: obj for obj in snapshot.of_kind(kind)}
         for name in names:
-            obj = kube.get(kind, namespace, name)
+            obj = by_name.get(name)
             if obj is not None and owned_by(obj, md_name):
                 children[(kind, name)] = obj
     deployment = children.get(("Deployment", child_names.serving_name(md_name)))
-    missing = tuple(c for c in referenced_claims(md) if kube.get("PersistentVolumeClaim", namespace, c) is None)
-    serving_pods = kube.list("Pod", namespace, f"{MODEL_DEPLOYMENT_LABEL}={md_name},{COMPONENT_LABEL}={SERVING}")
+    missing = tuple(c for c in referenced_claims(md) if c not in snapshot.claims)
     return Observed(
         refused_artifacts=refused_artifacts(serving_pods, VERIFY_CONTAINER),
         jobs=jobs,

@@ -1,15 +1,15 @@
 """The one idempotent reconcile: observe -> plan -> apply what differs -> status on change.
 
-Every trigger (the ModelDeployment changed, a child changed, the periodic resync) calls
-`Reconciler.reconcile(namespace, name)`; it never assumes which event woke it. Writes happen only
-when something differs: a child is applied when the live object lacks a field we set, status is
-patched when it changed, Events are posted on condition transitions.
+Every trigger (the ModelDeployment changed, a child changed, the periodic resync) queues the key;
+a worker calls `Reconciler.reconcile(namespace, name)`, which never assumes which event woke it.
+It reads only the cache (no request), and writes only what differs: a child is applied when the
+live object lacks a field we set, status is patched when it changed, Events are posted on the
+transitions a user cares about. Every write's answer goes into the cache at once.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,8 +20,9 @@ from modeldeploy.api.reasons import ConditionType, Reason
 from modeldeploy.api.status import ConditionStatus, ModelDeploymentStatus
 from modeldeploy.controller import metrics
 from modeldeploy.controller.builders import Owner
+from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.drift import is_subset
-from modeldeploy.controller.observe import observe
+from modeldeploy.controller.observe import observe, referenced_claims
 from modeldeploy.controller.plan import plan
 from modeldeploy.controller.status import EventSpec, StatusUpdate, failed_status, status_of
 from modeldeploy.k8s.client import ApiError, KubeClient
@@ -79,20 +80,16 @@ def record_status_metrics(namespace: str, name: str, status: ModelDeploymentStat
 
 
 class Reconciler:
-    """Reconciles ModelDeployments; one at a time per object (kopf may call from several threads)."""
+    """Reconciles ModelDeployments from the cache. The work queue guarantees that one object is
+    never reconciled by two workers at once, so no lock is needed here."""
 
-    def __init__(self, kube: KubeClient, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, kube: KubeClient, cache: Cache, clock: Callable[[], datetime] = utc_now) -> None:
         self.kube = kube
+        self.cache = cache
         self.clock = clock
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def _lock(self, namespace: str, name: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault((namespace, name), threading.Lock())
 
     def reconcile(self, namespace: str, name: str) -> ReconcileResult:
-        with self._lock(namespace, name), metrics.RECONCILE_SECONDS.time():
+        with metrics.RECONCILE_SECONDS.time():
             try:
                 result = self._reconcile(namespace, name)
             except Exception:
@@ -112,7 +109,8 @@ class Reconciler:
 
     def _reconcile(self, namespace: str, name: str) -> ReconcileResult:
         result = ReconcileResult()
-        raw = self.kube.get(KIND, namespace, name)
+        snapshot = self.cache.snapshot(namespace, name)
+        raw = snapshot.model_deployment
         if raw is None or raw["metadata"].get("deletionTimestamp"):
             metrics.forget(namespace, name)
             return result  # gone or going: garbage collection removes the children
@@ -129,12 +127,15 @@ class Reconciler:
             self._write_status(raw, update, old_status, now_dt, result)
             return result
 
-        observed = observe(self.kube, namespace, md)
+        self.cache.record_claims(namespace, name, referenced_claims(md))
+        observed = observe(snapshot, md)
         decided = plan(md, observed, previous, Owner(name=name, uid=raw["metadata"]["uid"]))
         update = status_of(md, decided, observed, previous, now)
 
         for manifest in decided.create:
-            if self.kube.create(manifest) is not None:
+            created = self.kube.create(manifest)
+            if created is not None:  # None: it exists already (its watch event has not arrived yet)
+                self.cache.upsert(manifest["kind"], created)
                 result.created.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
                 log.info("%s/%s: created %s %s", namespace, name, manifest["kind"], manifest["metadata"]["name"])
         for manifest in decided.apply:
@@ -142,12 +143,14 @@ class Reconciler:
             live = observed.children.get(key)
             if live is not None and is_subset(manifest, live):
                 continue
-            self.kube.apply(manifest)
+            self.cache.upsert(key[0], self.kube.apply(manifest))
             result.applied.append(f"{key[0]}/{key[1]}")
             verb = "created" if live is None else "updated"
             log.info("%s/%s: %s %s %s", namespace, name, verb, key[0], key[1])
         for kind, child in decided.delete:
-            if self.kube.delete(kind, namespace, child):
+            deleted = self.kube.delete(kind, namespace, child)
+            self.cache.delete(kind, namespace, child)
+            if deleted:
                 result.deleted.append(f"{kind}/{child}")
                 log.info("%s/%s: deleted %s %s (no longer wanted)", namespace, name, kind, child)
 
@@ -164,11 +167,12 @@ class Reconciler:
         meta = raw["metadata"]
         if {k: v for k, v in old.items() if k in ours} != new:
             try:
-                self.kube.patch_status(KIND, meta["namespace"], meta["name"], status_patch(new, old))
+                patched = self.kube.patch_status(KIND, meta["namespace"], meta["name"], status_patch(new, old))
             except ApiError as exc:
                 if exc.status == 404:
                     return  # deleted meanwhile
                 raise
+            self.cache.upsert(KIND, patched)
             result.status_patched = True
         for event in update.events:
             self._event(raw, event, now, result)

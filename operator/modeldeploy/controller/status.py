@@ -7,8 +7,8 @@ Three conditions, rolled up into a phase and the printer columns' strings:
 - `Ready`: clients can use the model. It stays True while an older version keeps serving after a
   failed optimization (reason ServingPreviousVersion), like a Deployment stays Available after a
   failed rollout; `Optimized` then says what went wrong.
-Conditions keep their lastTransitionTime while their status holds; a change of status or reason
-is a transition and gets one Event (Warning when the reason says a human should look).
+Conditions keep their lastTransitionTime while their status holds. Events are posted for the
+transitions a user cares about (`transition_events`), Warning when the reason says a human should look.
 """
 
 from __future__ import annotations
@@ -68,14 +68,19 @@ def merge_conditions(previous: list[Condition], new: list[Condition], now: str) 
 
 
 def transition_events(previous: list[Condition], new: list[Condition]) -> list[EventSpec]:
-    """An Event for every condition whose status or reason changed."""
+    """One Event per transition a user cares about: any change of Ready (status or reason), a
+    condition that turns to a Warning reason, and the optimization finishing. Other condition
+    changes are in `kubectl describe`'s conditions, not worth an API write each."""
     before = {c.type: (c.status, c.reason) for c in previous}
     events = []
     for cond in new:
         if before.get(cond.type) == (cond.status, cond.reason):
             continue
-        kind = "Warning" if is_warning(cond.reason) else "Normal"
-        events.append(EventSpec(kind, cond.reason, f"{cond.type}={cond.status.value}: {cond.message}"))
+        warning = is_warning(cond.reason)
+        optimized = cond.type == ConditionType.OPTIMIZED and cond.status == ConditionStatus.TRUE
+        if cond.type == ConditionType.READY or warning or optimized:
+            kind = "Warning" if warning else "Normal"
+            events.append(EventSpec(kind, cond.reason, f"{cond.type}={cond.status.value}: {cond.message}"))
     return events
 
 

@@ -143,10 +143,11 @@ class KubeClient:
             raise
         return True
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Replace our part of status with a merge patch on the status subresource."""
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Replace our part of status with a merge patch on the status subresource; returns the object."""
         path = self._path(kind, namespace, name, "status")
-        self._call("PATCH", path, None, {"status": status}, "application/merge-patch+json")
+        obj: dict[str, Any] = self._call("PATCH", path, None, {"status": status}, "application/merge-patch+json")
+        return obj
 
     def emit_event(
         self, regarding: dict[str, Any], event_type: str, reason: str, note: str, action: str, now: str

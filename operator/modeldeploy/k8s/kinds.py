@@ -1,8 +1,9 @@
 """The one table of the Kubernetes kinds the operator touches, and what it does with each.
 
 Everything that depends on "which kinds" reads it: the client's URL paths, the watches the
-handlers register, the kinds the planner deletes when no longer wanted, and the chart's RBAC rules
-(a test checks that the chart grants exactly these verbs). Pure data: no client import.
+handlers register (and their server-side label selectors), the kinds the planner deletes when no
+longer wanted, and the chart's RBAC rules (a test checks that the chart grants exactly these
+verbs). Pure data: no client import. The operator GETs nothing: it LISTs and watches.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class Kind:
     subresources: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (subresource, RBAC verbs)
 
     @property
+    def owned_by_label(self) -> bool:
+        """Watched with a server-side label selector: only objects labelled with a ModelDeployment."""
+        return self.role == Role.CHILD or self.kind == "Pod"
+
+    @property
     def group(self) -> str:
         return self.api_version.rpartition("/")[0]
 
@@ -38,7 +44,7 @@ class Kind:
         return f"/apis/{self.api_version}" if self.group else f"/api/{self.api_version}"
 
 
-_WATCH = ("get", "list", "watch")
+_WATCH = ("list", "watch")
 _OWNED = (*_WATCH, "create", "patch", "delete")
 
 KINDS: dict[str, Kind] = {
@@ -71,8 +77,10 @@ KINDS: dict[str, Kind] = {
             "PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", Role.CHILD, _OWNED, watched=True, prunable=True
         ),
         Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", Role.CHILD, _OWNED, watched=True),
-        Kind("Pod", "v1", "pods", Role.OBSERVED, _WATCH, watched=True),
-        Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", Role.OBSERVED, ("get",)),
+        # Our optimizer and serving pods (by label): termination messages, waiting reasons, refusals.
+        Kind("Pod", "v1", "pods", Role.OBSERVED, ("list", "watch"), watched=True),
+        # Any claim (users create them): a ModelDeployment waits for the claims it mounts.
+        Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", Role.OBSERVED, ("list", "watch"), watched=True),
         Kind("Event", "events.k8s.io/v1", "events", Role.EVENTS, ("create",)),
     )
 }

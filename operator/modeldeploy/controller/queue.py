@@ -1,0 +1,126 @@
+"""A de-duplicating work queue of ModelDeployment keys, with per-key exponential back-off.
+
+The semantics of client-go's workqueue, which controller-runtime's reconcilers rely on:
+- a key waits in the queue at most once, however many events name it (a burst of 14 watch events
+  for one object is one reconcile);
+- a key is handed to one worker at a time: added again while being processed, it is marked dirty
+  and queued once that worker is done, so two workers never reconcile the same object;
+- a failed key comes back after a delay that doubles per consecutive failure (capped), and
+  `forget` resets it after a success.
+Thread-safe; the clock is injectable so the timing rules are tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Key = tuple[str, str]  # (namespace, name)
+
+DEFAULT_BASE_DELAY = 1.0
+DEFAULT_MAX_DELAY = 300.0
+
+
+@dataclass(eq=False, repr=False)
+class WorkQueue:
+    base_delay: float = DEFAULT_BASE_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    clock: Callable[[], float] = time.monotonic
+    _queue: deque[Key] = field(default_factory=deque)
+    _queued: set[Key] = field(default_factory=set)  # in _queue, or dirty while processing
+    _processing: set[Key] = field(default_factory=set)
+    _waiting: list[tuple[float, int, Key]] = field(default_factory=list)  # heap of (ready at, seq, key)
+    _failures: dict[Key, int] = field(default_factory=dict)
+    _seq: int = 0
+    _shutdown: bool = False
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def add(self, key: Key) -> None:
+        """Queue the key now, unless it is queued already (or dirty while a worker has it)."""
+        with self._cond:
+            self._add_locked(key)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        """Queue the key once `delay` seconds have passed."""
+        if delay <= 0:
+            self.add(key)
+            return
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._waiting, (self.clock() + delay, self._seq, key))
+            self._cond.notify()
+
+    def add_rate_limited(self, key: Key) -> float:
+        """Queue the key after its back-off: base * 2^(failures so far), capped; returns the delay."""
+        with self._cond:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+        delay: float = min(self.max_delay, self.base_delay * 2.0**failures)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Key) -> None:
+        """The key succeeded: its next failure starts the back-off from the base again."""
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def failures(self, key: Key) -> int:
+        with self._cond:
+            return self._failures.get(key, 0)
+
+    def get(self, timeout: float | None = None) -> Key | None:
+        """The next key to process (the caller must call `done`), or None on shutdown or timeout."""
+        deadline = None if timeout is None else self.clock() + timeout
+        with self._cond:
+            while True:
+                self._promote_ready_locked()
+                if self._shutdown:
+                    return None
+                if self._queue:
+                    key = self._queue.popleft()
+                    self._queued.discard(key)
+                    self._processing.add(key)
+                    return key
+                wait = self._waiting[0][0] - self.clock() if self._waiting else None
+                if deadline is not None:
+                    remaining = deadline - self.clock()
+                    if remaining <= 0:
+                        return None
+                    wait = remaining if wait is None else min(wait, remaining)
+                self._cond.wait(wait)
+
+    def done(self, key: Key) -> None:
+        """The worker finished the key; if it was added meanwhile, it is queued again now."""
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._queued:
+                self._queue.append(key)
+                self._cond.notify()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._shutdown = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        """Keys ready to process now (waiting back-offs not counted)."""
+        with self._cond:
+            return len(self._queue)
+
+    def _add_locked(self, key: Key) -> None:
+        if self._shutdown or key in self._queued:
+            return
+        self._queued.add(key)
+        if key not in self._processing:  # else: dirty; `done` queues it
+            self._queue.append(key)
+            self._cond.notify()
+
+    def _promote_ready_locked(self) -> None:
+        now = self.clock()
+        while self._waiting and self._waiting[0][0] <= now:
+            _, _, key = heapq.heappop(self._waiting)
+            self._add_locked(key)

@@ -1,0 +1,144 @@
+"""The operator's moving parts between kopf and the reconcile: cache, work queue, workers, resync.
+
+kopf's watch events land in `on_event`, which only updates the cache and queues the key of the
+ModelDeployment concerned (microseconds, on kopf's event loop). A fixed pool of worker threads
+takes keys from the queue and reconciles them from the cache; a failure requeues the key with
+exponential back-off, a success forgets its failures. The periodic resync queues every key the
+cache knows: it costs no request, and writes only where something drifted.
+
+At start the cache is filled with one LIST per kind before any worker runs, so the first
+reconciles see the children that exist (no needless re-apply after an operator restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modeldeploy.api import KIND
+from modeldeploy.controller import metrics
+from modeldeploy.controller.builders.labels import MODEL_DEPLOYMENT_LABEL
+from modeldeploy.controller.cache import CLAIM, Cache, Key
+from modeldeploy.controller.config import OperatorConfig
+from modeldeploy.controller.queue import WorkQueue
+from modeldeploy.controller.reconcile import Reconciler
+from modeldeploy.k8s.client import KubeClient
+from modeldeploy.k8s.kinds import KINDS, WATCHED_KINDS, Kind
+
+log = logging.getLogger("modeldeploy.runtime")
+DELETED = "DELETED"
+
+
+def server_side_selector(kind: Kind) -> str | None:
+    """The label selector the API server applies to a kind's watch: only what we own, by label."""
+    return MODEL_DEPLOYMENT_LABEL if kind.owned_by_label else None
+
+
+@dataclass(eq=False)
+class Runtime:
+    kube: KubeClient
+    config: OperatorConfig
+    cache: Cache = field(default_factory=Cache)
+    queue: WorkQueue = field(default_factory=WorkQueue)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.reconciler = Reconciler(self.kube, self.cache)
+
+    # -- events -----------------------------------------------------------------------------------------
+
+    def on_event(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event: update the cache, queue the ModelDeployment(s) it concerns."""
+        meta = body.get("metadata", {})
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        if event_type == DELETED:
+            self.cache.delete(kind, namespace, name)
+        else:
+            self.cache.upsert(kind, body)
+        for key in self._keys_for(kind, namespace, name, body):
+            self.queue.add(key)
+        metrics.WORKQUEUE_DEPTH.set(len(self.queue))
+
+    def _keys_for(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> Iterable[Key]:
+        if kind == KIND:
+            return [(namespace, name)]
+        if kind == CLAIM:
+            return self.cache.users_of_claim(namespace, name)
+        owner = self.cache.owner_key(kind, body)
+        return [owner] if owner else []
+
+    # -- start and stop ---------------------------------------------------------------------------------
+
+    def prime(self) -> None:
+        """Fill the cache with one LIST per watched kind and scope, then queue every ModelDeployment."""
+        scopes: list[str | None] = list(self.config.namespaces) or [None]
+        for kind in (KINDS[KIND], *WATCHED_KINDS):
+            for namespace in scopes:
+                items = self.kube.list(kind.kind, namespace, server_side_selector(kind))
+                self.cache.replace_all(kind.kind, namespace, items)
+        for key in self.cache.model_deployment_keys():
+            self.queue.add(key)
+        counts = self.cache.counts()
+        log.info("cache filled: %s", ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "empty")
+
+    def start(self) -> None:
+        self._stop.clear()
+        for index in range(self.config.workers):
+            thread = threading.Thread(target=self._work, name=f"modeldeploy-worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        resync = threading.Thread(target=self._resync_loop, name="modeldeploy-resync", daemon=True)
+        resync.start()
+        self._threads.append(resync)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.shutdown()
+
+    # -- workers ----------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (key := self.queue.get()) is not None:
+            try:
+                self.process(key)
+            finally:
+                self.queue.done(key)
+                metrics.WORKQUEUE_DEPTH.set(len(self.queue))
+
+    def process(self, key: Key) -> None:
+        """Reconcile one key; on failure, log one line and requeue it with back-off."""
+        namespace, name = key
+        try:
+            self.reconciler.reconcile(namespace, name)
+        except Exception as exc:
+            delay = self.queue.add_rate_limited(key)
+            failures = self.queue.failures(key)
+            log.error(
+                "%s/%s: reconcile failed (attempt %d), retrying in %.0fs: %s: %s",
+                namespace,
+                name,
+                failures,
+                delay,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            return
+        self.queue.forget(key)
+
+    def resync_once(self) -> int:
+        """Queue every ModelDeployment the cache knows; returns how many."""
+        keys = self.cache.model_deployment_keys()
+        for key in keys:
+            self.queue.add(key)
+        for kind, count in self.cache.counts().items():
+            metrics.CACHE_OBJECTS.labels(kind).set(count)
+        return len(keys)
+
+    def _resync_loop(self) -> None:
+        while not self._stop.wait(self.config.resync_seconds):
+            self.resync_once()
