@@ -23,11 +23,9 @@ import pytest
 from devcluster import processes
 from devcluster.assets import read_versions
 from devcluster.controlplane import CommandError, ControlPlane
+from repo_paths import CHART
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "modeldeploy-operator"
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = 90.0, interval: float = 0.5) -> None:

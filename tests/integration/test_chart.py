@@ -18,10 +18,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from devcluster.controlplane import CommandError, ControlPlane
-from devcluster.stack import OperatorProcess, wait_for
-
-from .chart_support import (
+from chart_support import (
     CHART,
     RESTRICTED,
     env_value,
@@ -34,6 +31,8 @@ from .chart_support import (
     render,
     run_operator_as,
 )
+from devcluster.controlplane import CommandError, ControlPlane
+from devcluster.stack import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.integration
 K8S_VERSION = "1.36.0"

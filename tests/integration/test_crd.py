@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devcluster.controlplane import CommandError, ControlPlane
+from repo_paths import REPO
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 CRD_NAME = "modeldeployments.modeldeploy.io"
 
 MINIMAL: dict[str, Any] = {

@@ -26,11 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devcluster.controlplane import CommandError, ControlPlane
-from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
-from modeldeploy.k8s.client import KubeClient
-
-from .chart_support import (
+from chart_support import (
     CHART,
     REPO,
     RESTRICTED,
@@ -44,6 +40,9 @@ from .chart_support import (
     run_operator_as,
     sole_operator,
 )
+from devcluster.controlplane import CommandError, ControlPlane
+from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
+from modeldeploy.k8s.client import KubeClient
 
 pytestmark = pytest.mark.integration
 __all__ = ["sole_operator"]  # a fixture, used by name
@@ -153,11 +152,13 @@ def test_operator_with_the_charts_rbac_serves_an_example_in_restricted_namespace
             ("patch", "horizontalpodautoscalers.autoscaling", namespace),
             ("patch", "poddisruptionbudgets.policy", namespace),
             ("list", "pods", namespace),
-            ("get", "persistentvolumeclaims", namespace),
+            ("watch", "persistentvolumeclaims", namespace),
+            ("watch", "pods", namespace),
             ("create", "events.events.k8s.io", namespace),
             ("watch", "customresourcedefinitions.apiextensions.k8s.io", None),
         ]
         denied = [
+            ("get", "deployments.apps", namespace),  # the operator reads through its watches only
             ("get", "secrets", namespace),
             ("list", "secrets", namespace),
             ("list", "secrets", None),

@@ -7,13 +7,12 @@ tests/integration/test_chart.py.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from modeldeploy.k8s.kinds import rbac_rules
+from repo_paths import CHART
 
-HELPERS = Path(__file__).resolve().parents[2] / "charts" / "modeldeploy-operator" / "templates" / "_helpers.tpl"
+HELPERS = CHART / "templates" / "_helpers.tpl"
 START = '{{- define "modeldeploy-operator.namespacedRules" -}}'
 
 

@@ -16,9 +16,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tests.unit.test_dockerfiles import parse
 
-REPO = Path(__file__).resolve().parents[2]
+from dockerfile_parse import parse
+from repo_paths import REPO
+
 DOCKERFILES = ("Dockerfile", "Dockerfile.optimizer")
 
 

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from md_examples import MINIMAL
 from modeldeploy.api import ModelDeployment, parse_model_deployment
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((REPO / "examples").glob("digits-*.yaml"))
-
-MINIMAL: dict[str, Any] = {
-    "apiVersion": "modeldeploy.io/v1alpha1",
-    "kind": "ModelDeployment",
-    "metadata": {"name": "digits", "namespace": "ml"},
-    "spec": {"model": {"name": "digits", "storageUri": "pvc://models/digits.keras"}},
-}
 
 
 @pytest.fixture
@@ -42,8 +31,3 @@ def make_md() -> Callable[..., ModelDeployment]:
         return parse_model_deployment(merge(MINIMAL, overrides))
 
     return make
-
-
-def load_example(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(path.read_text())
-    return data

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
+from md_examples import EXAMPLES, load_example
 from modeldeploy.api import ModelDeployment, parse_model_deployment
 from modeldeploy.controller.builders import Owner, build_hpa, build_pdb, desired_artifact, render_all
 from modeldeploy.controller.builders.artifacts import artifact_hash
 from modeldeploy.controller.builders.tfserving import batching_config, model_config, server_args
-
-from .conftest import EXAMPLES, load_example
 
 GOLDEN = Path(__file__).parent / "golden"
 OWNER = Owner(name="digits", uid="0b5e7a5c-0000-4000-8000-000000000001")
@@ -36,7 +35,7 @@ def test_golden_render(example: Path) -> None:
     golden = GOLDEN / f"{example.stem}.yaml"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(rendered)
-    assert golden.exists(), "run UPDATE_GOLDEN=1 pytest tests/unit/test_builders.py and review the diff"
+    assert golden.exists(), "run UPDATE_GOLDEN=1 pytest tests/unit/controller/test_builders.py and review the diff"
     assert rendered == golden.read_text()
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from repo_paths import REPO
 
 
 def test_every_phony_target_is_documented_and_listed() -> None:

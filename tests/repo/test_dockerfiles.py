@@ -16,63 +16,23 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dockerfile_parse import parse
 from modeldeploy.api.resource import parse_model_deployment
 from modeldeploy.cli import build_parser
 from modeldeploy.controller.builders import render_all
 from modeldeploy.controller.builders.job import build_job
 from modeldeploy.controller.builders.security import RUN_AS_USER
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 OPERATOR = REPO / "Dockerfile"
 OPTIMIZER = REPO / "Dockerfile.optimizer"
 #: An exact version tag (python:3.11.13-slim-bookworm) or a digest; never a floating python:3.11-slim.
 PINNED_BASE = re.compile(r"^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})$")
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-    def last(self, keyword: str) -> str | None:
-        values = [value for key, value in self.instructions if key == keyword]
-        return values[-1] if values else None
-
-    def all(self, keyword: str) -> list[str]:
-        return [value for key, value in self.instructions if key == keyword]
-
-
-def parse(path: Path) -> list[Stage]:
-    """Instructions per stage; comments dropped, continuation lines joined."""
-    stages: list[Stage] = []
-    logical = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not logical and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):  # a comment inside a continued instruction
-            continue
-        if line.endswith("\\"):
-            logical += line[:-1] + " "
-            continue
-        logical += line
-        keyword, _, value = logical.partition(" ")
-        keyword, value, logical = keyword.upper(), value.strip(), ""
-        if keyword == "FROM":
-            words = value.split()
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(base=words[0], name=name))
-        else:
-            assert stages, f"{path.name}: {keyword} before the first FROM"
-            stages[-1].instructions.append((keyword, value))
-    return stages
 
 
 def exec_form(value: str | None) -> list[str]:

@@ -20,8 +20,8 @@ import yaml
 
 from devcluster.controlplane import ControlPlane
 from devcluster.stack import OperatorProcess
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modeldeploy-operator"
 #: Must match Chart.yaml's name; fullname = <release>-<chart> unless the release name contains it.
 CHART_NAME = "modeldeploy-operator"

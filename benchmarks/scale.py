@@ -1,0 +1,810 @@
+"""How the operator scales with the number of ModelDeployments (issue 10); prints Markdown tables, asserts nothing.
+
+Why it exists: the operator's design promises that its cost follows what changes, not what exists:
+reconciles read a watch-fed cache (no GET), a resync costs no request, unrelated Pods and ConfigMaps
+never reach it (server-side label selectors), and writes happen only where something differs. This
+script measures those promises on the local control plane (kwok Nodes, so thousands of pods are cheap):
+
+- N ModelDeployments served as they are (no optimization Job): seconds until all are Ready, p50/p95
+  per object, and the operator's API requests per ModelDeployment by verb, counted by the API server
+  itself (one APF FlowSchema per verb that matches only the operator's ServiceAccount, read from
+  `apiserver_flowcontrol_dispatched_requests_total`), cross-checked against the operator's own
+  `modeldeploy_api_requests_total`;
+- idle: requests and writes per minute over a window that includes periodic resyncs;
+- the operator's CPU seconds and RSS, from /proc;
+- once, unrelated noise (ConfigMaps and Pods in a namespace with no ModelDeployment): CPU, requests
+  and reconciles it caused (goal: no reconcile, under 1 s CPU);
+- once, on the largest N, an edit burst: seconds until the edited ModelDeployments' Deployments carry
+  the change, and until they are Ready again.
+
+    python benchmarks/scale.py [--counts 100,500,1000] [--nodes 50] [--noise 2000] [--burst 100]
+
+Each N gets its own namespace and a fresh operator (so CPU and RSS are those of N objects); the
+previous namespace is deleted first. Tables go to stdout, progress and notes to stderr, and the
+notes again to stdout after the tables. Exits 1, with the operator's log tail, when a phase times out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devcluster.controlplane import ControlPlane
+from devcluster.stack import OperatorProcess, condition, make_claim, scrape
+from modeldeploy.api import GROUP, KIND, PLURAL, VERSION
+from modeldeploy.api.reasons import ConditionType, Reason
+from modeldeploy.controller.builders.names import serving_name
+
+REPO = Path(__file__).resolve().parents[1]
+OPERATOR_NAMESPACE = "modeldeploy-system"
+OPERATOR_SA = "operator"
+CLAIM = "models"
+NOISE_NAMESPACE = "noise"
+BURST_ENV = {"name": "BURST", "value": "1"}
+MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}"
+
+# One FlowSchema per verb, so the API server counts the operator's requests by verb for us. Their
+# precedence (100-110) is below every built-in schema but `exempt` and `probes`, which never match a
+# ServiceAccount; `other` catches whatever the verb schemas miss, so the sum is exact.
+VERBS = ("get", "list", "watch", "create", "patch", "update", "delete")
+WRITE_VERBS = ("create", "patch", "update", "delete")
+SCHEMA_PREFIX = "scale-bench-"
+NONRESOURCE = "nonresource"
+OTHER = "other"
+# A built-in level with room to spare: the measurement must not be what slows the operator down.
+PRIORITY_LEVEL = "workload-high"
+DISPATCHED = "apiserver_flowcontrol_dispatched_requests_total"
+REJECTED = "apiserver_flowcontrol_rejected_requests_total"
+
+CREATE_THREADS = 4  # parallel admin connections creating objects; more only queues on 2 cores
+LOG_TAIL_LINES = 60
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """Progress goes to stderr so stdout stays a clean Markdown report."""
+    print(f"[{time.monotonic() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+class PhaseTimeout(RuntimeError):
+    """A phase did not finish within its time limit; the benchmark fails."""
+
+
+# -- pure: manifests -------------------------------------------------------------------------------------
+
+
+def model_deployment(name: str) -> dict[str, Any]:
+    """A ModelDeployment served as is: a SavedModel on the claim, no optimization Job, no HPA."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": name, "storageUri": f"pvc://{CLAIM}/{name}", "format": "savedmodel"},
+            "optimization": {"enabled": False},
+            "serving": {"replicas": 1},
+            "autoscaling": {"enabled": False},
+        },
+    }
+
+
+def operator_identity() -> list[dict[str, Any]]:
+    """The operator's own ServiceAccount. cluster-admin, not the chart's Role: this measures requests,
+    and a missing grant would show up as retries rather than as a clear failure."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": OPERATOR_SA, "namespace": OPERATOR_NAMESPACE},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{SCHEMA_PREFIX}operator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NAMESPACE}],
+        },
+    ]
+
+
+def flow_schemas() -> list[dict[str, Any]]:
+    """FlowSchemas that match only the operator's ServiceAccount: one per verb, one for non-resource
+    URLs (discovery), one for anything else."""
+    subjects = [{"kind": "ServiceAccount", "serviceAccount": {"name": OPERATOR_SA, "namespace": OPERATOR_NAMESPACE}}]
+
+    def resource_rule(verbs: list[str]) -> dict[str, Any]:
+        return {"verbs": verbs, "apiGroups": ["*"], "resources": ["*"], "clusterScope": True, "namespaces": ["*"]}
+
+    rules: list[tuple[str, dict[str, Any]]] = [
+        (verb, {"subjects": subjects, "resourceRules": [resource_rule([verb])]}) for verb in VERBS
+    ]
+    rules.append(
+        (NONRESOURCE, {"subjects": subjects, "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]})
+    )
+    rules.append(
+        (
+            OTHER,
+            {
+                "subjects": subjects,
+                "resourceRules": [resource_rule(["*"])],
+                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            },
+        )
+    )
+    return [
+        {
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+            "kind": "FlowSchema",
+            "metadata": {"name": f"{SCHEMA_PREFIX}{bucket}"},
+            "spec": {
+                "matchingPrecedence": 100 + index if bucket != OTHER else 110,
+                "priorityLevelConfiguration": {"name": PRIORITY_LEVEL},
+                "rules": [rule],
+            },
+        }
+        for index, (bucket, rule) in enumerate(rules)
+    ]
+
+
+def noise_configmap(index: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"noise-{index}", "labels": {"app": "noise"}},
+        "data": {"index": str(index)},
+    }
+
+
+def noise_pod(index: int) -> dict[str, Any]:
+    """A plain pod; the kwok Nodes carry no taint once Ready, so no toleration is needed."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"noise-{index}", "labels": {"app": "noise"}},
+        "spec": {
+            "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}],
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+
+
+# -- pure: parsing and arithmetic --------------------------------------------------------------------------
+
+
+def parse_samples(text: str, names: Iterable[str]) -> list[tuple[str, dict[str, str], float]]:
+    """(metric, labels, value) of every sample of the named metrics in a Prometheus text exposition."""
+    wanted = set(names)
+    samples = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match["name"] in wanted:
+            samples.append((match["name"], dict(_LABEL.findall(match["labels"])), float(match["value"])))
+    return samples
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Requests by bucket: a verb (get, list, ...), `nonresource` or `other`."""
+
+    counts: Mapping[str, float] = field(default_factory=dict)
+
+    def __sub__(self, earlier: Requests) -> Requests:
+        keys = set(self.counts) | set(earlier.counts)
+        return Requests({k: self.counts.get(k, 0.0) - earlier.counts.get(k, 0.0) for k in keys})
+
+    def __getitem__(self, bucket: str) -> float:
+        return self.counts.get(bucket, 0.0)
+
+    @property
+    def total(self) -> float:
+        return sum(self.counts.values())
+
+    @property
+    def writes(self) -> float:
+        return sum(self[verb] for verb in WRITE_VERBS)
+
+    def per(self, divisor: int) -> str:
+        """'total (GET/LIST/WATCH/writes)' per object."""
+        d = max(divisor, 1)
+        return (
+            f"{self.total / d:.2f} ({self['get'] / d:.2f}/{self['list'] / d:.2f}/"
+            f"{self['watch'] / d:.2f}/{self.writes / d:.2f})"
+        )
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v:.0f}" for k, v in sorted(self.counts.items()) if v) or "none"
+
+
+def server_requests(metrics_text: str) -> tuple[Requests, float]:
+    """The operator's requests by bucket as the API server dispatched them, and how many it rejected."""
+    dispatched: dict[str, float] = {}
+    rejected = 0.0
+    for name, labels, value in parse_samples(metrics_text, (DISPATCHED, REJECTED)):
+        schema = labels.get("flow_schema", "")
+        if not schema.startswith(SCHEMA_PREFIX):
+            continue
+        if name == DISPATCHED:
+            bucket = schema.removeprefix(SCHEMA_PREFIX)
+            dispatched[bucket] = dispatched.get(bucket, 0.0) + value
+        else:
+            rejected += value
+    return Requests(dispatched), rejected
+
+
+@dataclass(frozen=True)
+class OperatorCounters:
+    """The operator's own /metrics counters that matter here."""
+
+    requests: Mapping[str, float]  # by HTTP method (GET covers both get and list)
+    reconciles: float
+    queue_depth: float
+
+    def __sub__(self, earlier: OperatorCounters) -> OperatorCounters:
+        methods = set(self.requests) | set(earlier.requests)
+        return OperatorCounters(
+            {m: self.requests.get(m, 0.0) - earlier.requests.get(m, 0.0) for m in methods},
+            self.reconciles - earlier.reconciles,
+            self.queue_depth,
+        )
+
+    @property
+    def total(self) -> float:
+        return sum(self.requests.values())
+
+    @property
+    def writes(self) -> float:
+        return sum(v for method, v in self.requests.items() if method != "GET")
+
+
+def operator_counters(metrics_text: str) -> OperatorCounters:
+    requests: dict[str, float] = {}
+    reconciles = depth = 0.0
+    names = ("modeldeploy_api_requests_total", "modeldeploy_reconciles_total", "modeldeploy_workqueue_depth")
+    for name, labels, value in parse_samples(metrics_text, names):
+        if name == names[0]:
+            requests[labels.get("method", "?")] = value
+        elif name == names[1]:
+            reconciles += value
+    for line in metrics_text.splitlines():  # an unlabelled gauge: no braces
+        if line.startswith(names[2] + " "):
+            depth = float(line.split()[1])
+    return OperatorCounters(requests, reconciles, depth)
+
+
+def consistency(server: Requests, client: OperatorCounters) -> tuple[bool, str]:
+    """Our client's count against the server's. Writes must match exactly (kopf writes nothing here:
+    only `on.event` handlers, Events posting off); the server sees at least our GETs, plus kopf's
+    own LISTs and WATCHes and discovery."""
+    ours_read = client.requests.get("GET", 0.0)
+    server_read = server["get"] + server["list"]
+    ok = client.writes == server.writes and server_read >= ours_read and server[OTHER] == 0
+    verdict = "consistent" if ok else "INCONSISTENT"
+    return ok, (
+        f"operator's own count {client.total:.0f} ({_methods(client.requests)}); server saw {server.total:.0f} "
+        f"({server.describe()}): writes {client.writes:.0f} vs {server.writes:.0f}, reads {ours_read:.0f} vs "
+        f"{server_read:.0f} get+list, kopf's own {server.total - client.total:.0f}: {verdict}"
+    )
+
+
+def _methods(counts: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items()) if v) or "none"
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: every figure is an observed one)."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def is_ready(md: Mapping[str, Any], generation: int | None = None) -> bool:
+    """Ready with reason Ready; with `generation`, also for that spec generation or a later one."""
+    ready = condition(dict(md), ConditionType.READY)
+    if ready.get("reason") != Reason.READY:
+        return False
+    return generation is None or (ready.get("observedGeneration") or 0) >= generation
+
+
+def has_burst_env(deployment: Mapping[str, Any]) -> bool:
+    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    return any(BURST_ENV in (c.get("env") or []) for c in containers)
+
+
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions", [])
+    )
+
+
+# -- the operator process, seen from outside ---------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads) from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may contain spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of proc(5)
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) in MiB: resident now, and the peak."""
+    values: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", math.nan), values.get("VmHWM", math.nan)
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    server: Requests
+    rejected: float
+    operator: OperatorCounters
+    cpu: float
+    rss: float
+    hwm: float
+
+
+class Operator:
+    """One `modeldeploy run` as the operator's ServiceAccount, watching every namespace."""
+
+    def __init__(self, cp: ControlPlane, workdir: Path, label: str, resync_seconds: float, workers: int) -> None:
+        kubeconfig = cp.serviceaccount_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, expiration_seconds=4 * 3600)
+        # OperatorProcess passes its own --resync-seconds first; argparse keeps the last value given.
+        self.process = OperatorProcess(
+            kubeconfig,
+            workdir / f"operator-{label}.log",
+            extra=["--resync-seconds", str(resync_seconds), "--workers", str(workers)],
+        )
+        self.pid = self.process.popen.pid
+        self.label = label
+
+    def check_alive(self) -> None:
+        code = self.process.popen.poll()
+        if code is not None:
+            raise RuntimeError(f"the operator ({self.label}) exited with code {code}")
+
+    def counters(self) -> OperatorCounters:
+        return operator_counters(scrape(self.process.metrics_port))
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            return "\n".join(self.process.log().splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+    def log_summary(self) -> str:
+        text = self.process.log()
+        errors = sum(1 for line in text.splitlines() if "ERROR" in line or "Traceback" in line)
+        warnings = sum(1 for line in text.splitlines() if "WARNING" in line)
+        return f"{len(text.splitlines())} log lines, {errors} errors, {warnings} warnings"
+
+
+# -- the benchmark --------------------------------------------------------------------------------------------
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: float = 1.0) -> float:
+    """Poll `check`; returns the seconds it took, raises PhaseTimeout after `timeout`."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise PhaseTimeout(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class Call:
+    """One write the benchmark sends as the admin: POST a manifest or merge-PATCH an object."""
+
+    key: str
+    method: str
+    path: str
+    body: dict[str, Any]
+
+
+def send_all(cp: ControlPlane, calls: Sequence[Call]) -> dict[str, tuple[float, Any]]:
+    """Send every call over a few admin connections at once (one by one, they would take seconds that
+    the timings would then include); returns key -> (when its answer came, the answer)."""
+    shards = [list(calls[i::CREATE_THREADS]) for i in range(CREATE_THREADS)]
+
+    def send(shard: list[Call]) -> dict[str, tuple[float, Any]]:
+        answers: dict[str, tuple[float, Any]] = {}
+        with cp.admin_api() as api:
+            for call in shard:
+                answer = api.post(call.path, call.body) if call.method == "POST" else api.patch(call.path, call.body)
+                answers[call.key] = (time.monotonic(), answer)
+        return answers
+
+    result: dict[str, tuple[float, Any]] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=CREATE_THREADS) as pool:
+        for future in [pool.submit(send, shard) for shard in shards if shard]:
+            result.update(future.result())
+    return result
+
+
+def create_all(cp: ControlPlane, path: str, manifests: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """POST every manifest; returns name -> when its POST returned."""
+    calls = [Call(m["metadata"]["name"], "POST", path, m) for m in manifests]
+    return {key: at for key, (at, _) in send_all(cp, calls).items()}
+
+
+@dataclass
+class Report:
+    rows: list[str] = field(default_factory=list)
+    noise: list[str] = field(default_factory=list)
+    burst: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    inconsistent: bool = False
+
+    def note(self, text: str) -> None:
+        progress(f"note: {text}")
+        self.notes.append(text)
+
+
+SCALE_HEADER = (
+    "| N | all Ready s | p50 s | p95 s | requests/MD (GET/LIST/WATCH/writes) | idle req/min | idle writes/min "
+    "| CPU s (to Ready / idle) | RSS MB at Ready / after idle (peak) |\n"
+    "| ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |"
+)
+NOISE_HEADER = (
+    "| unrelated objects | settle s | operator CPU s | operator requests (server) | reconciles |\n"
+    "| --- | ---: | ---: | ---: | ---: |"
+)
+BURST_HEADER = (
+    "| N | edited | patch s | all Deployments updated s | all Ready again s | requests/edit (GET/LIST/WATCH/writes) "
+    "| CPU s |\n| ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+)
+
+
+class Bench:
+    def __init__(self, cp: ControlPlane, workdir: Path, args: argparse.Namespace, report: Report) -> None:
+        self.cp = cp
+        self.workdir = workdir
+        self.args = args
+        self.report = report
+        self.operator: Operator | None = None
+        self.last_operator: Operator | None = None  # for the log tail after a failure
+        self.api = cp.admin_api()  # polling and metrics; creation threads open their own
+        self.printed_header = False
+
+    def close(self) -> None:
+        self.stop_operator()
+        self.api.close()
+
+    # -- measuring --------------------------------------------------------------------------------------
+
+    def sample(self) -> Sample:
+        operator = self._require_operator()
+        operator.check_alive()
+        server, rejected = self.server_counts()
+        counters = operator.counters()
+        rss, hwm = memory_mb(operator.pid)
+        return Sample(time.monotonic(), server, rejected, counters, cpu_seconds(operator.pid), rss, hwm)
+
+    def server_counts(self) -> tuple[Requests, float]:
+        status, text = self.api.request("GET", "/metrics")
+        if status != 200:
+            raise RuntimeError(f"GET /metrics of the API server answered {status}")
+        return server_requests(text)
+
+    def _require_operator(self) -> Operator:
+        if self.operator is None:
+            raise RuntimeError("no operator running")
+        return self.operator
+
+    def start_operator(self, label: str, resync_seconds: float) -> Sample:
+        """Start a fresh operator and wait until its start-up (LISTs, watches, first reconciles) is over:
+        the server sees no new request from it for a few seconds and its queue is empty."""
+        self.stop_operator()
+        before, _ = self.server_counts()
+        operator = Operator(self.cp, self.workdir, label, resync_seconds, self.args.workers)
+        self.operator = self.last_operator = operator
+        progress(f"operator {label} started (pid {operator.pid}, resync {resync_seconds:.0f} s)")
+
+        def metrics_up() -> bool:
+            operator.check_alive()
+            try:
+                operator.counters()
+            except (urllib.error.URLError, OSError):
+                return False
+            return "cache filled" in operator.process.log()
+
+        wait_until(f"operator {label} to start", metrics_up, timeout=120, interval=0.5)
+        started = self.settle(f"operator {label} start-up", timeout=300)
+        # Not part of any row: a one-off cost that depends on the kinds watched, not on N.
+        self.report.note(f"operator {label} start-up: requests {(started.server - before).describe()}")
+        return started
+
+    def settle(self, what: str, timeout: float, quiet_seconds: float = 3.0) -> Sample:
+        """Wait until the operator's request count and reconciles stay still for `quiet_seconds`."""
+        last = self.sample()
+        quiet_since = time.monotonic()
+        started = time.monotonic()
+        while True:
+            time.sleep(0.5)
+            now = self.sample()
+            moved = now.server.total != last.server.total or now.operator.reconciles != last.operator.reconciles
+            if moved or now.operator.queue_depth > 0:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_seconds:
+                return now
+            if time.monotonic() - started > timeout:
+                raise PhaseTimeout(f"timed out after {timeout:.0f} s waiting for {what} to settle")
+            last = now
+
+    def stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+            progress(f"operator {self.operator.label} stopped: {self.operator.log_summary()}")
+            self.operator = None
+
+    def operator_tail(self) -> str:
+        operator = self.last_operator
+        return operator.tail() if operator is not None else "(no operator was started)"
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+
+    def prepare_cluster(self) -> None:
+        cp = self.cp
+        cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+        items = [*operator_identity(), *flow_schemas()]
+        cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        cp.wait_for_serviceaccount(OPERATOR_NAMESPACE, OPERATOR_SA)
+        # The APF configuration controller marks each schema Dangling=False once it uses it.
+        for schema in flow_schemas():
+            name = schema["metadata"]["name"]
+            cp.kubectl("wait", "--for=condition=Dangling=False", f"flowschema/{name}", "--timeout=60s", timeout=90)
+
+    def make_namespace(self, namespace: str, *, with_claim: bool) -> None:
+        self.cp.kubectl("create", "namespace", namespace)
+        self.cp.wait_for_serviceaccount(namespace)
+        if with_claim:
+            # A real PV/PVC pair: the operator only needs the claim to exist, but the scheduler refuses
+            # pods whose claim is unbound. kwok pods never mount it, so the folder stays empty.
+            make_claim(self.cp, self.workdir / "storage", namespace, CLAIM)
+            self.cp.kubectl(
+                "wait", "-n", namespace, "--for=jsonpath={.status.phase}=Bound", f"pvc/{CLAIM}", "--timeout=120s"
+            )
+
+    def delete_namespace(self, namespace: str) -> None:
+        started = time.monotonic()
+        self.cp.kubectl("delete", "namespace", namespace, "--wait=false")
+        self.cp.kubectl("delete", "persistentvolume", f"{namespace}-{CLAIM}", "--wait=false", check=False)
+        wait_until(
+            f"namespace {namespace} to be deleted",
+            lambda: self.api.request("GET", f"/api/v1/namespaces/{namespace}")[0] == 404,
+            timeout=self.args.phase_timeout,
+            interval=2,
+        )
+        progress(f"namespace {namespace} deleted in {time.monotonic() - started:.0f} s")
+
+    # -- phases ---------------------------------------------------------------------------------------------
+
+    def list_items(self, path: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.api.get(path)["items"]
+        return items
+
+    def scale(self, count: int, *, burst: bool, noise: bool) -> None:
+        args = self.args
+        namespace = f"scale-{count}"
+        self.make_namespace(namespace, with_claim=True)
+        start = self.start_operator(f"n{count}", args.resync_seconds)
+        manifests = [model_deployment(f"m{i}") for i in range(count)]
+        md_path = MD_PATH.format(ns=namespace)
+        t0 = time.monotonic()
+        created = create_all(self.cp, md_path, manifests)
+        progress(f"N={count}: created {count} ModelDeployments in {time.monotonic() - t0:.1f} s")
+
+        ready_at: dict[str, float] = {}
+        deadline = t0 + args.ready_timeout
+        while len(ready_at) < count:
+            time.sleep(1)
+            now = time.monotonic()
+            self._require_operator().check_alive()
+            for md in self.list_items(md_path):
+                name = md["metadata"]["name"]
+                if name not in ready_at and is_ready(md):
+                    ready_at[name] = now
+            if now > deadline:
+                raise PhaseTimeout(f"N={count}: only {len(ready_at)} of {count} Ready after {args.ready_timeout:.0f} s")
+        ready = self.sample()
+        all_ready = max(ready_at.values()) - t0
+        latencies = [ready_at[name] - created[name] for name in created]
+        progress(f"N={count}: all Ready after {all_ready:.1f} s")
+
+        to_ready = ready.server - start.server
+        ok, text = consistency(to_ready, ready.operator - start.operator)
+        self.report.inconsistent |= not ok
+        self.report.note(f"N={count}, create to all Ready: {text}")
+        if ready.rejected - start.rejected:
+            self.report.note(f"N={count}: APF rejected {ready.rejected - start.rejected:.0f} operator requests")
+
+        time.sleep(10)
+        idle_start = self.sample()
+        time.sleep(args.idle_seconds)
+        idle_end = self.sample()
+        minutes = (idle_end.at - idle_start.at) / 60
+        idle = idle_end.server - idle_start.server
+        idle_reconciles = (idle_end.operator - idle_start.operator).reconciles
+        self.report.note(
+            f"N={count}, idle {idle_end.at - idle_start.at:.0f} s: {idle_reconciles:.0f} reconciles "
+            f"({idle_reconciles / count:.1f} resyncs of every object), requests: {idle.describe()}"
+        )
+        row = (
+            f"| {count} | {all_ready:.1f} | {percentile(latencies, 50):.1f} | {percentile(latencies, 95):.1f} "
+            f"| {to_ready.per(count)} | {idle.total / minutes:.1f} | {idle.writes / minutes:.1f} "
+            f"| {ready.cpu - start.cpu:.1f} / {idle_end.cpu - idle_start.cpu:.2f} "
+            f"| {ready.rss:.0f} / {idle_end.rss:.0f} ({idle_end.hwm:.0f}) |"
+        )
+        if not self.printed_header:
+            print(SCALE_HEADER, flush=True)
+            self.printed_header = True
+        print(row, flush=True)
+        self.report.rows.append(row)
+
+        if burst:
+            self.edit_burst(namespace, count)
+        if noise:
+            self.noise()
+        else:
+            self.stop_operator()
+            self.delete_namespace(namespace)
+
+    def edit_burst(self, namespace: str, count: int) -> None:
+        """Edit `--burst` ModelDeployments at once (an env var of the serving container) and time how long
+        until every one's Deployment carries it, and until each is Ready again for its new generation."""
+        edits = min(self.args.burst, count)
+        if edits <= 0:
+            return
+        md_path = MD_PATH.format(ns=namespace)
+        before = self.settle("the operator before the burst", timeout=120)
+        names = [f"m{i}" for i in range(edits)]
+        patch = {"spec": {"serving": {"env": [BURST_ENV]}}}
+        t0 = time.monotonic()
+        answers = send_all(self.cp, [Call(name, "PATCH", f"{md_path}/{name}", patch) for name in names])
+        generations = {name: int(answer["metadata"]["generation"]) for name, (_, answer) in answers.items()}
+        patched = time.monotonic() - t0
+        wanted = {serving_name(name) for name in names}
+        deployments_path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+
+        def deployments_updated() -> bool:
+            self._require_operator().check_alive()
+            done = {d["metadata"]["name"] for d in self.list_items(deployments_path) if has_burst_env(d)}
+            return wanted <= done
+
+        def ready_again() -> bool:
+            self._require_operator().check_alive()
+            mds = {md["metadata"]["name"]: md for md in self.list_items(md_path)}
+            return all(name in mds and is_ready(mds[name], generations[name]) for name in names)
+
+        timeout = self.args.phase_timeout
+        wait_until("the edited Deployments", deployments_updated, timeout, interval=0.25)
+        updated = time.monotonic() - t0
+        wait_until("the edited ModelDeployments Ready again", ready_again, timeout, interval=0.5)
+        ready = time.monotonic() - t0
+        after = self.sample()
+        requests = after.server - before.server
+        row = (
+            f"| {count} | {edits} | {patched:.1f} | {updated:.1f} | {ready:.1f} | {requests.per(edits)} "
+            f"| {after.cpu - before.cpu:.1f} |"
+        )
+        self.report.burst.append(row)
+        self.report.note(f"burst on N={count}: operator requests {requests.describe()}")
+        progress(f"burst: {row}")
+
+    def noise(self) -> None:
+        """Unrelated ConfigMaps and Pods in a namespace without a ModelDeployment. A fresh operator with
+        a long resync: a periodic resync must not be mistaken for a reaction to the noise."""
+        count: int = self.args.noise
+        if count <= 0:
+            return
+        before = self.start_operator("noise", resync_seconds=3600)
+        self.make_namespace(NOISE_NAMESPACE, with_claim=False)
+        t0 = time.monotonic()
+        create_all(
+            self.cp, f"/api/v1/namespaces/{NOISE_NAMESPACE}/configmaps", [noise_configmap(i) for i in range(count)]
+        )
+        create_all(self.cp, f"/api/v1/namespaces/{NOISE_NAMESPACE}/pods", [noise_pod(i) for i in range(count)])
+        progress(f"noise: created {count} ConfigMaps and {count} Pods in {time.monotonic() - t0:.1f} s")
+        pods_path = f"/api/v1/namespaces/{NOISE_NAMESPACE}/pods"
+
+        def pods_ready() -> bool:
+            self._require_operator().check_alive()
+            return sum(1 for pod in self.list_items(pods_path) if pod_ready(pod)) >= count
+
+        wait_until(f"{count} noise pods Ready", pods_ready, self.args.phase_timeout, interval=1)
+        settled = time.monotonic() - t0
+        time.sleep(5)  # the last status updates and Events of the pods
+        after = self.sample()
+        requests = after.server - before.server
+        reconciles = (after.operator - before.operator).reconciles
+        row = (
+            f"| {count} ConfigMaps + {count} Pods | {settled:.1f} | {after.cpu - before.cpu:.2f} "
+            f"| {requests.total:.0f} | {reconciles:.0f} |"
+        )
+        self.report.noise.append(row)
+        self.report.note(
+            f"noise: operator requests {requests.describe()}; goal: no reconcile, under 1 s CPU "
+            f"({'met' if reconciles == 0 and after.cpu - before.cpu < 1 else 'NOT met'})"
+        )
+        progress(f"noise: {row}")
+
+
+def parse_counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) <= 0:
+        raise argparse.ArgumentTypeError("--counts needs positive integers, e.g. 100,500,1000")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--counts", type=parse_counts, default=[100, 500, 1000], help="ModelDeployments per run")
+    parser.add_argument("--nodes", type=int, default=50, help="kwok Nodes")
+    parser.add_argument("--noise", type=int, default=2000, help="unrelated ConfigMaps and Pods, each (0 = skip)")
+    parser.add_argument("--burst", type=int, default=100, help="ModelDeployments edited at once (0 = skip)")
+    parser.add_argument("--resync-seconds", type=float, default=20.0, help="the operator's resync during runs")
+    parser.add_argument("--workers", type=int, default=8, help="the operator's reconcile workers")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle measurement window")
+    parser.add_argument("--ready-timeout", type=float, default=900.0, help="seconds for all N to be Ready")
+    parser.add_argument("--phase-timeout", type=float, default=600.0, help="seconds for other phases")
+    args = parser.parse_args(argv)
+    counts: list[int] = args.counts
+
+    report = Report()
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="modeldeploy-scale-") as tmp:
+        progress(f"starting a control plane with {args.nodes} kwok Nodes")
+        with ControlPlane(nodes=args.nodes) as cp:
+            bench = Bench(cp, Path(tmp), args, report)
+            try:
+                bench.prepare_cluster()
+                largest = max(counts)
+                for index, count in enumerate(counts):
+                    last = index == len(counts) - 1
+                    bench.scale(count, burst=count == largest and largest not in counts[:index], noise=last)
+            except Exception as exc:
+                failed = True
+                print(f"\nFAILED: {type(exc).__name__}: {exc}", flush=True)
+                print(f"--- operator log tail:\n{bench.operator_tail()}\n---", flush=True)
+            finally:
+                bench.close()
+    for title, header, rows in (("Noise", NOISE_HEADER, report.noise), ("Edit burst", BURST_HEADER, report.burst)):
+        if rows:
+            print(f"\n{title}\n\n{header}", flush=True)
+            print("\n".join(rows), flush=True)
+    if report.notes:
+        print("\nNotes\n\n" + "\n".join(f"- {note}" for note in report.notes), flush=True)
+    if report.inconsistent:
+        print("\nFAILED: the operator's own request count disagrees with the API server's (see notes)", flush=True)
+    return 1 if failed or report.inconsistent else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
