@@ -19,9 +19,12 @@ script measures those promises on the local control plane (kwok Nodes, so thousa
 
     python benchmarks/scale.py [--counts 100,500,1000] [--nodes 50] [--noise 2000] [--burst 100]
 
-Each N gets its own namespace and a fresh operator (so CPU and RSS are those of N objects); the
-previous namespace is deleted first. Tables go to stdout, progress and notes to stderr, and the
-notes again to stdout after the tables. Exits 1, with the operator's log tail, when a phase times out.
+Each N gets its own namespace and a fresh operator (so CPU and RSS are those of N objects), run as
+ServiceAccount modeldeploy-system/operator; the namespace is deleted before the next N. The noise
+phase restarts the operator with a resync of an hour, so a periodic resync cannot pass for a
+reaction to the noise. Tables go to stdout, progress and notes to stderr, and the notes again to
+stdout after the tables. Exits 1, with the operator's log tail, when a phase fails or times out, or
+when the operator's own request count contradicts the API server's.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ BURST_ENV = {"name": "BURST", "value": "1"}
 MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}"
 
 # One FlowSchema per verb, so the API server counts the operator's requests by verb for us. Their
-# precedence (100-110) is below every built-in schema but `exempt` and `probes`, which never match a
-# ServiceAccount; `other` catches whatever the verb schemas miss, so the sum is exact.
+# precedence (100-110) comes before the built-in schemas that match a ServiceAccount (service-accounts
+# 9000, global-default 9900); `other` catches whatever the verb schemas miss, so the sum is exact.
 VERBS = ("get", "list", "watch", "create", "patch", "update", "delete")
 WRITE_VERBS = ("create", "patch", "update", "delete")
 SCHEMA_PREFIX = "scale-bench-"
@@ -369,12 +372,12 @@ class Sample:
 class Operator:
     """One `modeldeploy run` as the operator's ServiceAccount, watching every namespace."""
 
-    def __init__(self, cp: ControlPlane, workdir: Path, label: str, resync_seconds: float, workers: int) -> None:
+    def __init__(self, cp: ControlPlane, log_dir: Path, label: str, resync_seconds: float, workers: int) -> None:
         kubeconfig = cp.serviceaccount_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA, expiration_seconds=4 * 3600)
         # OperatorProcess passes its own --resync-seconds first; argparse keeps the last value given.
         self.process = OperatorProcess(
             kubeconfig,
-            workdir / f"operator-{label}.log",
+            log_dir / f"operator-{label}.log",
             extra=["--resync-seconds", str(resync_seconds), "--workers", str(workers)],
         )
         self.pid = self.process.popen.pid
@@ -517,12 +520,15 @@ class Bench:
             raise RuntimeError("no operator running")
         return self.operator
 
-    def start_operator(self, label: str, resync_seconds: float) -> Sample:
+    def start_operator(self, label: str, resync_seconds: float, existing: int = 0) -> Sample:
         """Start a fresh operator and wait until its start-up (LISTs, watches, first reconciles) is over:
-        the server sees no new request from it for a few seconds and its queue is empty."""
+        the server sees no new request from it for a few seconds and its queue is empty. `existing`:
+        how many Ready ModelDeployments it finds, which a restart should leave alone."""
         self.stop_operator()
         before, _ = self.server_counts()
-        operator = Operator(self.cp, self.workdir, label, resync_seconds, self.args.workers)
+        log_dir: Path = self.args.log_dir or self.workdir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        operator = Operator(self.cp, log_dir, label, resync_seconds, self.args.workers)
         self.operator = self.last_operator = operator
         progress(f"operator {label} started (pid {operator.pid}, resync {resync_seconds:.0f} s)")
 
@@ -537,7 +543,14 @@ class Bench:
         wait_until(f"operator {label} to start", metrics_up, timeout=120, interval=0.5)
         started = self.settle(f"operator {label} start-up", timeout=300)
         # Not part of any row: a one-off cost that depends on the kinds watched, not on N.
-        self.report.note(f"operator {label} start-up: requests {(started.server - before).describe()}")
+        requests = started.server - before
+        text = f"operator {label} start-up: requests {requests.describe()}"
+        if existing:
+            text += (
+                f"; over {existing} existing Ready ModelDeployments it wrote {requests.writes:.0f} times "
+                f"({requests.writes / existing:.1f} per ModelDeployment; a restart should write nothing)"
+            )
+        self.report.note(text)
         return started
 
     def settle(self, what: str, timeout: float, quiet_seconds: float = 3.0) -> Sample:
@@ -655,6 +668,12 @@ class Bench:
         self.report.note(
             f"N={count}, idle {idle_end.at - idle_start.at:.0f} s: {idle_reconciles:.0f} reconciles "
             f"({idle_reconciles / count:.1f} resyncs of every object), requests: {idle.describe()}"
+            + (
+                " (WATCH: kopf re-opens a watch stream that was quiet for its inactivity_timeout, 70 s;"
+                " at most one per watched kind, whatever N)"
+                if idle["watch"]
+                else ""
+            )
         )
         row = (
             f"| {count} | {all_ready:.1f} | {percentile(latencies, 50):.1f} | {percentile(latencies, 95):.1f} "
@@ -671,7 +690,7 @@ class Bench:
         if burst:
             self.edit_burst(namespace, count)
         if noise:
-            self.noise()
+            self.noise(existing=count)
         else:
             self.stop_operator()
             self.delete_namespace(namespace)
@@ -718,13 +737,13 @@ class Bench:
         self.report.note(f"burst on N={count}: operator requests {requests.describe()}")
         progress(f"burst: {row}")
 
-    def noise(self) -> None:
+    def noise(self, existing: int) -> None:
         """Unrelated ConfigMaps and Pods in a namespace without a ModelDeployment. A fresh operator with
         a long resync: a periodic resync must not be mistaken for a reaction to the noise."""
         count: int = self.args.noise
         if count <= 0:
             return
-        before = self.start_operator("noise", resync_seconds=3600)
+        before = self.start_operator("noise", resync_seconds=3600, existing=existing)
         self.make_namespace(NOISE_NAMESPACE, with_claim=False)
         t0 = time.monotonic()
         create_all(
@@ -774,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle measurement window")
     parser.add_argument("--ready-timeout", type=float, default=900.0, help="seconds for all N to be Ready")
     parser.add_argument("--phase-timeout", type=float, default=600.0, help="seconds for other phases")
+    parser.add_argument("--log-dir", type=Path, default=None, help="keep the operators' logs here (default: dropped)")
     args = parser.parse_args(argv)
     counts: list[int] = args.counts
 

@@ -79,7 +79,10 @@ class Runtime:
         for kind in (KINDS[KIND], *WATCHED_KINDS):
             for namespace in scopes:
                 items = self.kube.list(kind.kind, namespace, server_side_selector(kind))
-                self.cache.replace_all(kind.kind, namespace, items)
+                # A LIST's items carry no apiVersion and kind (watch events do): without them every
+                # child would look drifted and be re-applied after each restart.
+                stamped = [{**item, "apiVersion": kind.api_version, "kind": kind.kind} for item in items]
+                self.cache.replace_all(kind.kind, namespace, stamped)
         for key in self.cache.model_deployment_keys():
             self.queue.add(key)
         counts = self.cache.counts()

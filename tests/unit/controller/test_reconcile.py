@@ -18,7 +18,9 @@ import pytest
 from modeldeploy.contract.summary import OptimizerSummary, Result
 from modeldeploy.controller.builders.labels import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER
 from modeldeploy.controller.cache import Cache
+from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.reconcile import Reconciler
+from modeldeploy.controller.runtime import Runtime
 from modeldeploy.k8s.client import ApiError
 
 NAMESPACE = "ml"
@@ -209,3 +211,33 @@ def test_an_invalid_spec_is_reported_once(
     writes = reconcile()
     assert writes == [("status", "ModelDeployment", "digits"), ("event", "Warning", "InvalidSpec")]
     assert reconcile() == []
+
+
+class Listing:
+    """A client whose LIST answers like the API server's: items carry no apiVersion and no kind."""
+
+    def __init__(self, objects: dict[Key, dict[str, Any]]) -> None:
+        self.objects = objects
+
+    def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return [
+            {k: v for k, v in copy.deepcopy(obj).items() if k not in ("apiVersion", "kind")}
+            for (k, ns, _), obj in self.objects.items()
+            if k == kind and (namespace is None or ns == namespace)
+        ]
+
+
+def test_a_restarted_operator_writes_nothing_for_a_ready_object(
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    """After a restart the cache is filled from LISTs, whose items lack apiVersion and kind."""
+    reconcile()
+    finish_job(kube, cache)
+    reconcile()
+    reconcile()
+    restarted = Runtime(Listing(kube.objects), OperatorConfig())  # type: ignore[arg-type]
+    restarted.prime()
+    restarted.reconciler = Reconciler(kube, restarted.cache)  # type: ignore[arg-type]
+    before = len(kube.writes)
+    restarted.reconciler.reconcile(NAMESPACE, "digits")
+    assert kube.writes[before:] == []
