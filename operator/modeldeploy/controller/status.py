@@ -69,7 +69,7 @@ def merge_conditions(previous: list[Condition], new: list[Condition], now: str) 
 
 def transition_events(previous: list[Condition], new: list[Condition]) -> list[EventSpec]:
     """One Event per transition a user cares about: any change of Ready (status or reason), a
-    condition that turns to a Warning reason, and the optimization finishing. Other condition
+    condition that turns to a Warning reason, and an optimization Job finishing. Other condition
     changes are in `kubectl describe`'s conditions, not worth an API write each."""
     before = {c.type: (c.status, c.reason) for c in previous}
     events = []
@@ -77,7 +77,7 @@ def transition_events(previous: list[Condition], new: list[Condition]) -> list[E
         if before.get(cond.type) == (cond.status, cond.reason):
             continue
         warning = is_warning(cond.reason)
-        optimized = cond.type == ConditionType.OPTIMIZED and cond.status == ConditionStatus.TRUE
+        optimized = cond.type == ConditionType.OPTIMIZED and cond.reason == Reason.OPTIMIZED  # a Job finished
         if cond.type == ConditionType.READY or warning or optimized:
             kind = "Warning" if warning else "Normal"
             events.append(EventSpec(kind, cond.reason, f"{cond.type}={cond.status.value}: {cond.message}"))

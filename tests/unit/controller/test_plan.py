@@ -167,6 +167,7 @@ def test_savedmodel_without_optimization_needs_no_job(make_md: Callable[..., Mod
     p = plan(md, Observed(), ModelDeploymentStatus(), OWNER, NOW)
     assert p.create == [] and "Deployment" in kinds(p.apply)
     assert next(c for c in p.status.conditions if c.type == "Optimized").reason == "NotRequired"
+    assert [e.reason for e in p.events] == ["Creating"], "served as is: no Event about an optimization"
 
 
 def test_optimized_summary_texts(make_md: Callable[..., ModelDeployment]) -> None:
