@@ -1,9 +1,10 @@
 """TensorFlow Serving's configuration, as the files and flags the server reads.
 
-Facts from ../shared/REFERENCE.md: the model config file overrides --model_name/--model_base_path;
---batching_parameters_file needs --enable_batching; monitoring config enables the Prometheus
-endpoint on the REST port; thread pools must be sized from the container's CPU limit because the
-server otherwise counts the node's cores.
+What TF Serving (2.x) does with them: the model config file overrides --model_name and
+--model_base_path; --batching_parameters_file is a startup error without --enable_batching; a
+monitoring config with `prometheus_config { enable: true }` serves /monitoring/prometheus/metrics
+on the REST port; its thread pools are sized from the CPUs the process may run on, not the cgroup's
+limit, so they are set from the container's CPU limit.
 """
 
 from __future__ import annotations
