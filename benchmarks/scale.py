@@ -106,30 +106,36 @@ def model_deployment(name: str) -> dict[str, Any]:
     }
 
 
-def operator_identity() -> list[dict[str, Any]]:
-    """The operator's own ServiceAccount. cluster-admin, not the chart's Role: this measures requests,
-    and a missing grant would show up as retries rather than as a clear failure."""
+def operator_identity(
+    namespace: str = OPERATOR_NAMESPACE, name: str = OPERATOR_SA, prefix: str = SCHEMA_PREFIX
+) -> list[dict[str, Any]]:
+    """The operator's own ServiceAccount (or, with arguments, another controller's, as
+    benchmarks/vs_kserve.py runs KServe's). cluster-admin, not the chart's Role: this measures
+    requests, and a missing grant would show up as retries rather than as a clear failure."""
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": {"name": OPERATOR_SA, "namespace": OPERATOR_NAMESPACE},
+            "metadata": {"name": name, "namespace": namespace},
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": f"{SCHEMA_PREFIX}operator"},
+            "metadata": {"name": f"{prefix}operator"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NAMESPACE}],
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     ]
 
 
-def flow_schemas() -> list[dict[str, Any]]:
-    """FlowSchemas that match only the operator's ServiceAccount: one per verb, one for non-resource
-    URLs (discovery), one for anything else."""
-    subjects = [{"kind": "ServiceAccount", "serviceAccount": {"name": OPERATOR_SA, "namespace": OPERATOR_NAMESPACE}}]
+def flow_schemas(
+    namespace: str = OPERATOR_NAMESPACE, name: str = OPERATOR_SA, prefix: str = SCHEMA_PREFIX
+) -> list[dict[str, Any]]:
+    """FlowSchemas that match only the operator's ServiceAccount (or the one given): one per verb,
+    one for non-resource URLs (discovery), one for anything else. Their names start with `prefix`,
+    which is how server_requests() tells one identity's counts from another's."""
+    subjects = [{"kind": "ServiceAccount", "serviceAccount": {"name": name, "namespace": namespace}}]
 
     def resource_rule(verbs: list[str]) -> dict[str, Any]:
         return {"verbs": verbs, "apiGroups": ["*"], "resources": ["*"], "clusterScope": True, "namespaces": ["*"]}
@@ -154,7 +160,7 @@ def flow_schemas() -> list[dict[str, Any]]:
         {
             "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
             "kind": "FlowSchema",
-            "metadata": {"name": f"{SCHEMA_PREFIX}{bucket}"},
+            "metadata": {"name": f"{prefix}{bucket}"},
             "spec": {
                 "matchingPrecedence": 100 + index if bucket != OTHER else 110,
                 "priorityLevelConfiguration": {"name": PRIORITY_LEVEL},
@@ -234,16 +240,17 @@ class Requests:
         return ", ".join(f"{k} {v:.0f}" for k, v in sorted(self.counts.items()) if v) or "none"
 
 
-def server_requests(metrics_text: str) -> tuple[Requests, float]:
-    """The operator's requests by bucket as the API server dispatched them, and how many it rejected."""
+def server_requests(metrics_text: str, prefix: str = SCHEMA_PREFIX) -> tuple[Requests, float]:
+    """The operator's requests by bucket as the API server dispatched them, and how many it rejected
+    (with `prefix`: those of the identity whose flow_schemas() carry that prefix)."""
     dispatched: dict[str, float] = {}
     rejected = 0.0
     for name, labels, value in parse_samples(metrics_text, (DISPATCHED, REJECTED)):
         schema = labels.get("flow_schema", "")
-        if not schema.startswith(SCHEMA_PREFIX):
+        if not schema.startswith(prefix):
             continue
         if name == DISPATCHED:
-            bucket = schema.removeprefix(SCHEMA_PREFIX)
+            bucket = schema.removeprefix(prefix)
             dispatched[bucket] = dispatched.get(bucket, 0.0) + value
         else:
             rejected += value
@@ -420,6 +427,21 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: f
     return time.monotonic() - started
 
 
+def install_counted_identity(
+    cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE, name: str = OPERATOR_SA, prefix: str = SCHEMA_PREFIX
+) -> None:
+    """Create the ServiceAccount (cluster-admin) and the FlowSchemas that count its requests, and wait
+    until the API server uses every schema."""
+    schemas = flow_schemas(namespace, name, prefix)
+    items = [*operator_identity(namespace, name, prefix), *schemas]
+    cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    cp.wait_for_serviceaccount(namespace, name)
+    # The APF configuration controller marks each schema Dangling=False once it uses it.
+    for schema in schemas:
+        schema_name = schema["metadata"]["name"]
+        cp.kubectl("wait", "--for=condition=Dangling=False", f"flowschema/{schema_name}", "--timeout=60s", timeout=90)
+
+
 @dataclass(frozen=True)
 class Call:
     """One write the benchmark sends as the admin: POST a manifest or merge-PATCH an object."""
@@ -586,13 +608,7 @@ class Bench:
         cp = self.cp
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cp.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
-        items = [*operator_identity(), *flow_schemas()]
-        cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-        cp.wait_for_serviceaccount(OPERATOR_NAMESPACE, OPERATOR_SA)
-        # The APF configuration controller marks each schema Dangling=False once it uses it.
-        for schema in flow_schemas():
-            name = schema["metadata"]["name"]
-            cp.kubectl("wait", "--for=condition=Dangling=False", f"flowschema/{name}", "--timeout=60s", timeout=90)
+        install_counted_identity(cp)
 
     def make_namespace(self, namespace: str, *, with_claim: bool) -> None:
         self.cp.kubectl("create", "namespace", namespace)
