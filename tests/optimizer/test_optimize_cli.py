@@ -69,7 +69,7 @@ def test_json_progress_log_times_every_stage(optimize, mlp, tmp_path):
     assert run.code == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
     finished = {e["stage"]: e["seconds"] for e in events if e.get("message", "").startswith("done in")}
-    assert list(finished) == ["fetch", "load", "data", "quantize", "evaluate", "bundle", "export"]
+    assert list(finished) == ["fetch", "load", "data", "quantize", "check", "evaluate", "bundle", "export"]
     report = json.loads((tmp_path / "out" / "1" / "report.json").read_text())
     assert set(report["stages"]) == set(finished) - {"bundle", "export"}  # report.json is written in "bundle"
 

@@ -57,6 +57,7 @@ def test_quantized_tflite_loads_predicts_and_shrinks(optimize, mlp, tmp_path, mo
     ratio = report["sizes"]["optimized"]["bytes"] / report["sizes"]["baselineSavedModel"]["bytes"]
     assert ratio <= MAX_SIZE_RATIO[mode]
     assert report["evaluation"]["after"] == pytest.approx(accuracy, abs=1e-6)
+    assert report["conversionCheck"]["passed"] is True and report["conversionCheck"]["data"] == "eval-data"
 
     # TF Serving's --prefer_tflite_model serves the same request format through this signature.
     assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["pixels"], "outputs": ["output_0"]}}

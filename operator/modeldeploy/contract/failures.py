@@ -30,6 +30,7 @@ class Failure(enum.StrEnum):
     INVALID_DATASET = "InvalidDataset"
     VERSION_EXISTS = "VersionExists"
     EXPORT_FAILED = "ExportFailed"
+    CONVERSION_MISMATCH = "ConversionMismatch"
     QUALITY_GATE_FAILED = "QualityGateFailed"
     TERMINATED = "Terminated"
 
@@ -56,6 +57,9 @@ _CLASSES: dict[Failure, _Class] = {
     Failure.INVALID_DATASET: _Class(14, "a dataset is unreadable, empty, or does not fit the model's input and output"),
     Failure.VERSION_EXISTS: _Class(15, "the output version folder exists already; it is never overwritten"),
     Failure.EXPORT_FAILED: _Class(16, "the result could not be written to the output location"),
+    Failure.CONVERSION_MISMATCH: _Class(
+        17, "the converted model's outputs are NaN/Inf or differ from the original's beyond the mode's tolerance"
+    ),
     Failure.QUALITY_GATE_FAILED: _Class(20, "the optimized model lost more quality than allowed"),
     Failure.TERMINATED: _Class(143, "the process received SIGTERM (the Pod was deleted or timed out)"),
 }

@@ -42,6 +42,8 @@ class StatusUpdate:
 
 
 TRUE, FALSE = ConditionStatus.TRUE, ConditionStatus.FALSE
+# A Deployment's Progressing reason while its new ReplicaSet's pods come up.
+DEPLOYMENT_PROGRESSING = "ReplicaSetUpdated"
 
 
 def new_condition(type_: str, status: ConditionStatus, reason: str, message: str, generation: int | None) -> Condition:
@@ -68,17 +70,22 @@ def merge_conditions(previous: list[Condition], new: list[Condition], now: str) 
 
 
 def transition_events(previous: list[Condition], new: list[Condition]) -> list[EventSpec]:
-    """One Event per transition a user cares about: any change of Ready (status or reason), a
-    condition that turns to a Warning reason, and an optimization Job finishing. Other condition
-    changes are in `kubectl describe`'s conditions, not worth an API write each."""
+    """One Event per transition a user cares about: Ready appearing or flipping, Ready reaching
+    reason Ready (a version is served), a condition turning to a Warning reason, an optimization
+    Job finishing. Steps in between (Creating, RollingOut) are in the conditions that
+    `kubectl describe` shows, not worth an API write each."""
     before = {c.type: (c.status, c.reason) for c in previous}
     events = []
     for cond in new:
-        if before.get(cond.type) == (cond.status, cond.reason):
+        old = before.get(cond.type)
+        if old == (cond.status, cond.reason):
             continue
         warning = is_warning(cond.reason)
         optimized = cond.type == ConditionType.OPTIMIZED and cond.reason == Reason.OPTIMIZED  # a Job finished
-        if cond.type == ConditionType.READY or warning or optimized:
+        ready = cond.type == ConditionType.READY and (
+            old is None or old[0] != cond.status or cond.reason == Reason.READY
+        )
+        if ready or warning or optimized:
             kind = "Warning" if warning else "Normal"
             events.append(EventSpec(kind, cond.reason, f"{cond.type}={cond.status.value}: {cond.message}"))
     return events
@@ -159,6 +166,10 @@ def serving_condition(decided: Plan, observed: Observed, generation: int | None)
         return new_condition(serving, FALSE, reason, dep.progressing_message, generation)
     if dep.updated_replicas < dep.replicas:
         message = f"{dep.updated_replicas}/{dep.replicas} pods run version {serve.version}"
+        return new_condition(serving, FALSE, Reason.ROLLING_OUT, message, generation)
+    if not dep.available and dep.progressing_reason == DEPLOYMENT_PROGRESSING:
+        # The Deployment controller is still bringing pods up: a rollout in progress, not an outage.
+        message = f"rolling out version {serve.version} ({serve.hash})"
         return new_condition(serving, FALSE, Reason.ROLLING_OUT, message, generation)
     if dep.available and (dep.ready_replicas > 0 or dep.replicas == 0):
         message = f"{dep.ready_replicas}/{dep.replicas} TF Serving pods ready with version {serve.version}"

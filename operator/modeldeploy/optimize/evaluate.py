@@ -3,6 +3,7 @@
 The baseline is the unoptimized model exported as a SavedModel and called through its
 `serving_default` signature; the candidate is what TF Serving will load, the `model.tflite` run by
 the LiteRT interpreter (ai-edge-litert, falling back to tf.lite.Interpreter) or the pruned SavedModel.
+A Keras model in memory can be called the same way (`KerasPredictor`, for the conversion check).
 Latency is per example (batch of one), after a warm-up, as p50 and p95 in milliseconds. Sizes are
 raw bytes and gzip -9 bytes (for a folder, summed per file). The gate compares the metric before and
 after and fails with QualityGateFailed when the loss exceeds the allowed drop.
@@ -57,6 +58,23 @@ class SavedModelPredictor:
         return np.asarray(result[self._output])
 
 
+class KerasPredictor:
+    """Calls a Keras model in memory: the original a conversion is checked against (`fidelity`)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def predict(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        parts = [self.predict_one(x[start : start + EVAL_BATCH]) for start in range(0, len(x), EVAL_BATCH)]
+        return np.concatenate(parts)
+
+    def predict_one(self, example: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        outputs = self._model(example, training=False)
+        if isinstance(outputs, (list, tuple)):
+            outputs = outputs[0]
+        return np.asarray(outputs)
+
+
 def _interpreter(model_content: bytes) -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -82,6 +100,11 @@ class TFLitePredictor:
         self._batched_size = 0
 
     def predict_one(self, example: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        # An input with unknown dimensions, (None, None, 3) say, is allocated at 1 for each of
+        # them: resize to this example's shape first (only when it changes, allocation is not free).
+        if tuple(self._single.get_input_details()[0]["shape"]) != example.shape:
+            self._single.resize_tensor_input(self._in, list(example.shape))
+            self._single.allocate_tensors()
         self._single.set_tensor(self._in, example)
         self._single.invoke()
         return np.array(self._single.get_tensor(self._out))

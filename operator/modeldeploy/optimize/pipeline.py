@@ -1,8 +1,9 @@
-"""One optimization run, stage by stage: fetch, load, data, prune, quantize, evaluate, gate, export.
+"""One optimization run, stage by stage: fetch, load, data, prune, quantize, check, evaluate, gate, export.
 
 Called by the CLI with validated Options. Everything is built in a private work folder (system
-temp); the output location is touched only by the final `export` stage, after the quality gate has
-passed, so a failed run leaves nothing where TF Serving looks. Each stage is logged with its timing.
+temp); the output location is touched only by the final `export` stage, after the conversion check
+(`fidelity`: the candidate computes what the original does) and the quality gate have passed, so a
+failed run leaves nothing where TF Serving looks. Each stage is logged with its timing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from modeldeploy.optimize.convert import (
 from modeldeploy.optimize.data import Dataset, fit_to_model, load_npz
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.evaluate import (
+    KerasPredictor,
     Latency,
     Predictor,
     SavedModelPredictor,
@@ -45,6 +47,7 @@ from modeldeploy.optimize.evaluate import (
     size_of,
 )
 from modeldeploy.optimize.export import check_target, publish, remove_stale_staging
+from modeldeploy.optimize.fidelity import CHECK_EXAMPLES, FidelityCheck, compare_outputs
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.prune import PruneReport, prune
@@ -74,9 +77,24 @@ def _dataset(fetched: Fetched | None, signature: ModelSignature) -> Dataset | No
     return fit_to_model(dataset, signature.input_shape, signature.input_dtype, signature.num_classes)
 
 
+SYNTHETIC_EXAMPLES = 200
+# An unknown input dimension (an image of any size, a sequence of any length) gets this size in
+# generated inputs: 1 would be smaller than a 3x3 convolution without padding.
+SYNTHETIC_UNKNOWN_DIM = 16
+
+
 def _synthetic(signature: ModelSignature, count: int) -> np.ndarray[Any, Any]:
-    shape = tuple(1 if d is None else d for d in signature.input_shape)
+    shape = tuple(SYNTHETIC_UNKNOWN_DIM if d is None else d for d in signature.input_shape)
     return np.random.default_rng(0).random((count, *shape)).astype(signature.input_dtype)
+
+
+def _inputs(signature: ModelSignature, train: Dataset | None, evaluation_data: Dataset | None) -> tuple[Any, str]:
+    """Real inputs when there are any (eval data, else train data), else generated ones; and which."""
+    if evaluation_data is not None:
+        return evaluation_data.x, "eval-data"
+    if train is not None:
+        return train.x, "train-data"
+    return _synthetic(signature, SYNTHETIC_EXAMPLES), "synthetic"
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,7 @@ class _Measured:
     latency_baseline: Latency
     latency_optimized: Latency
     latency_data: str
+    fidelity: FidelityCheck
 
 
 def run(opts: Options, log: ProgressLog) -> Outcome:
@@ -136,8 +155,14 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
             with log.stage("quantize", mode=opts.quantization.value):
                 tflite, representative_from = _quantize(opts, optimized_dir, train, evaluation_data)
                 log.info("model.tflite built", stage="quantize", bytes=len(tflite))
+        with log.stage("check", artifact="model.tflite" if tflite is not None else "SavedModel"):
+            fidelity = _check_conversion(opts, loaded, optimized_dir, tflite, train, evaluation_data)
+            log.info(fidelity.message(), stage="check", passed=fidelity.passed)
+        # Before the quality gate: a broken conversion must be named as such, not as lost accuracy.
+        if not fidelity.passed:
+            raise OptimizeError(Failure.CONVERSION_MISMATCH, fidelity.message())
         with log.stage("evaluate"):
-            measured = _evaluate(opts, loaded, optimized_dir, tflite, train, evaluation_data, log)
+            measured = _evaluate(opts, loaded, optimized_dir, tflite, train, evaluation_data, fidelity, log)
         if measured.evaluation is not None and not measured.evaluation.gate.passed:
             raise OptimizeError(Failure.QUALITY_GATE_FAILED, measured.evaluation.gate.message())
         with log.stage("bundle"):
@@ -209,6 +234,49 @@ def _quantize(
     return quantize(saved_model_dir, opts.quantization, representative_sample(calibration.x)), source
 
 
+def _candidate(loaded: _Loaded, optimized_dir: Path, tflite: bytes | None) -> Predictor:
+    """What TF Serving will load: model.tflite when quantized, else the (pruned) SavedModel."""
+    if tflite is not None:
+        return TFLitePredictor(tflite)
+    return SavedModelPredictor(optimized_dir, loaded.signature)
+
+
+def _check_conversion(
+    opts: Options,
+    loaded: _Loaded,
+    optimized_dir: Path,
+    tflite: bytes | None,
+    train: Dataset | None,
+    evaluation_data: Dataset | None,
+) -> FidelityCheck:
+    """Run the original and the candidate on the same inputs and apply `fidelity`'s rule."""
+    # The original in its own runtime, after pruning: the Keras model in memory covers our
+    # SavedModel export too; a SavedModel source is its own serving signature.
+    original: Predictor = (
+        KerasPredictor(loaded.keras_model)
+        if loaded.keras_model is not None
+        else SavedModelPredictor(loaded.baseline_dir, loaded.signature)
+    )
+    candidate = _candidate(loaded, optimized_dir, tflite)
+    all_inputs, data = _inputs(loaded.signature, train, evaluation_data)
+    x = all_inputs[:CHECK_EXAMPLES]
+    artifact = TFLITE_FILE if tflite is not None else "SavedModel"
+    try:
+        expected = original.predict(x)
+    except (ValueError, RuntimeError) as exc:  # as in evaluate.score: the data does not fit the model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OptimizeError(
+            Failure.INVALID_DATASET, f"running the original model on {data} failed: {first[:300]}"
+        ) from None
+    try:
+        return compare_outputs(expected, candidate.predict(x), opts.quantization, artifact=artifact, data=data)
+    except (ValueError, RuntimeError) as exc:  # the original ran on these inputs: the conversion broke
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OptimizeError(
+            Failure.CONVERSION_MISMATCH, f"{artifact} ({opts.quantization.value}) fails on {data}: {first[:300]}"
+        ) from None
+
+
 def _evaluate(
     opts: Options,
     loaded: _Loaded,
@@ -216,14 +284,13 @@ def _evaluate(
     tflite: bytes | None,
     train: Dataset | None,
     evaluation_data: Dataset | None,
+    fidelity: FidelityCheck,
     log: ProgressLog,
 ) -> _Measured:
     """Quality before and after (when there is eval data), latency per example of both."""
     metric = METRICS[opts.metric]
     baseline: Predictor = SavedModelPredictor(loaded.baseline_dir, loaded.signature)
-    candidate: Predictor = (
-        TFLitePredictor(tflite) if tflite is not None else SavedModelPredictor(optimized_dir, loaded.signature)
-    )
+    candidate = _candidate(loaded, optimized_dir, tflite)
     evaluation = None
     if evaluation_data is not None:
         before = score(metric, baseline, evaluation_data.x, evaluation_data.y, "baseline")
@@ -235,16 +302,11 @@ def _evaluate(
         log.info(gate.message(), stage="evaluate", before=round(before, 4), after=round(after, 4))
     else:
         log.warning("no --eval-data: quality not measured, no quality gate", stage="evaluate")
-    if evaluation_data is not None:
-        latency_x, latency_data = evaluation_data.x, "eval-data"
-    elif train is not None:
-        latency_x, latency_data = train.x, "train-data"
-    else:
-        latency_x, latency_data = _synthetic(loaded.signature, 200), "synthetic"
+    latency_x, latency_data = _inputs(loaded.signature, train, evaluation_data)
     latency_baseline = measure_latency(baseline, latency_x)
     latency_optimized = measure_latency(candidate, latency_x)
     log.info(f"p50 {latency_baseline.p50_ms:.3f} ms -> {latency_optimized.p50_ms:.3f} ms per example", stage="evaluate")
-    return _Measured(evaluation, latency_baseline, latency_optimized, latency_data)
+    return _Measured(evaluation, latency_baseline, latency_optimized, latency_data, fidelity)
 
 
 def _bundle(
@@ -278,6 +340,7 @@ def _bundle(
         prune_report=prune_report,
         evaluation=measured.evaluation,
         latencies=(measured.latency_baseline, measured.latency_optimized, measured.latency_data),
+        fidelity=measured.fidelity,
         artifacts=artifacts,
         artifact_sha256=artifacts.get(TFLITE_FILE) or artifacts["saved_model.pb"],
         log=log,
@@ -300,6 +363,7 @@ def _report(
     prune_report: PruneReport | None,
     evaluation: Evaluation | None,
     latencies: tuple[Latency, Latency, str],
+    fidelity: FidelityCheck,
     artifacts: dict[str, str],
     artifact_sha256: str,
     log: ProgressLog,
@@ -328,6 +392,7 @@ def _report(
         latency_baseline=latencies[0],
         latency_optimized=latencies[1],
         latency_data=latencies[2],
+        fidelity=fidelity,
         artifacts=artifacts,
         artifact_sha256=artifact_sha256,
         stages=dict(log.timings),

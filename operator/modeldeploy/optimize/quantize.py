@@ -6,6 +6,14 @@ data, else the evaluation data). The int8 model keeps float32 input and output (
 dequantize ops at its edges) so the request format stays that of the SavedModel: TF Serving's
 `--prefer_tflite_model` can swap one for the other without clients noticing. A converter failure
 (an op with no int8 kernel, say) is UnsupportedModel.
+
+The converter is given the loaded `serving_default` concrete function, not the SavedModel folder:
+`from_saved_model` keeps variables as resource variables when it cannot freeze them, and for a
+SavedModel written by `tf.saved_model.save(keras_model)` (TF 2.21, Keras 3) it produced READ_VARIABLE
+ops on variables nothing initialises (NaN for every input; int8 calibration failed on them).
+`from_concrete_functions` freezes the variables' values into constants whatever wrote the
+SavedModel, with the same signature name, inputs and outputs (for our own exports: the same size and outputs).
+`fidelity` checks the result anyway.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ def quantize(saved_model_dir: Path, mode: Quantization, representative: npt.NDAr
 
     if mode is Quantization.NONE:
         raise ValueError("quantize() needs a quantization mode")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[SIGNATURE_KEY])
+    loaded = tf.saved_model.load(str(saved_model_dir))  # owns the variables: alive until convert() is done
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([loaded.signatures[SIGNATURE_KEY]], loaded)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode is Quantization.FLOAT16:
         converter.target_spec.supported_types = [tf.float16]

@@ -1,6 +1,6 @@
 """What a run produced, in two shapes: `report.json` beside the model and the termination message.
 
-`report.json` is the full record (sizes, per-layer sparsity, metric before and after, latency,
+`report.json` is the full record (sizes, per-layer sparsity, the conversion check, metric before and after, latency,
 stage timings, sha256 of each artifact). The termination message is one line of compact JSON under
 4096 bytes that Kubernetes copies into the Pod's status, where the operator reads `result`,
 `reason` and the headline numbers without mounting the volume.
@@ -14,6 +14,7 @@ from typing import Any
 
 from modeldeploy.contract.summary import OptimizerSummary, Result, Sparsity
 from modeldeploy.optimize.evaluate import GateResult, Latency, Size
+from modeldeploy.optimize.fidelity import FidelityCheck
 from modeldeploy.optimize.prune import PruneReport
 
 REPORT_SCHEMA_VERSION = 1
@@ -46,6 +47,7 @@ class Report:
     latency_baseline: Latency
     latency_optimized: Latency
     latency_data: str
+    fidelity: FidelityCheck
     artifacts: dict[str, str]
     artifact_sha256: str
     stages: dict[str, float]
@@ -117,6 +119,7 @@ class Report:
                 "ioType": "float32",
                 "representativeData": self.representative_data,
             },
+            "conversionCheck": self.fidelity.to_json(),
             "evaluation": evaluation,
             "latency": {
                 "data": self.latency_data,
