@@ -8,13 +8,17 @@ replaces a newer one.
 
 Memory: objects are kept slim. Only the fields the views and the drift check read survive
 (`slim`): no managedFields, no status of kinds whose status we never read, and for pods only
-their labels and container states. Children are indexed by the ModelDeployment that owns them
-(its label), claims by namespace, so a lookup never scans the cluster.
+their labels and container states. They are stored as deflated compact JSON, a quarter of what the
+same data takes as Python dicts; a reconcile inflates the few it reads (well under a millisecond).
+Children are indexed by the ModelDeployment that owns them (its label), claims by namespace, so a
+lookup never scans the cluster.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +89,23 @@ def _version(obj: Obj) -> int | None:
 
 
 @dataclass(frozen=True)
+class _Entry:
+    version: int | None
+    owner: str | None  # the ModelDeployment label's value
+    blob: bytes  # the slim object as compact JSON, deflated
+
+    def load(self) -> Obj:
+        obj: Obj = json.loads(zlib.decompress(self.blob))
+        return obj
+
+
+def _entry(kind: str, obj: Obj) -> _Entry:
+    owner = None if kind == MODEL_DEPLOYMENT else (obj["metadata"].get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
+    blob = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
+    return _Entry(_version(obj), owner, blob)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One ModelDeployment and everything of it the cache holds, at one moment."""
 
@@ -98,7 +119,7 @@ class Snapshot:
 
 @dataclass(eq=False, repr=False)
 class Cache:
-    _objects: dict[tuple[str, str, str], Obj] = field(default_factory=dict)  # (kind, namespace, name)
+    _objects: dict[tuple[str, str, str], _Entry] = field(default_factory=dict)  # (kind, namespace, name)
     _by_owner: dict[Key, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))  # -> (kind, name)
     _claims: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> claims
     _claim_users: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))  # (ns, claim) -> MDs
@@ -113,15 +134,15 @@ class Cache:
         meta = obj["metadata"]
         namespace, name = meta.get("namespace", ""), meta["name"]
         key = (kind, namespace, name)
+        entry = _entry(kind, obj)
         with self._lock:
             old = self._objects.get(key)
             if old is not None:
-                new_rv, old_rv = _version(obj), _version(old)
-                if new_rv is not None and old_rv is not None and new_rv < old_rv:
+                if entry.version is not None and old.version is not None and entry.version < old.version:
                     return False
                 self._unindex_locked(key, old)
-            self._objects[key] = obj
-            self._index_locked(key, obj)
+            self._objects[key] = entry
+            self._index_locked(key, entry)
         return True
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
@@ -167,18 +188,22 @@ class Cache:
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         with self._lock:
-            return self._objects.get((kind, namespace, name))
+            entry = self._objects.get((kind, namespace, name))
+        return entry.load() if entry is not None else None
 
     def snapshot(self, namespace: str, md_name: str) -> Snapshot:
         with self._lock:
             md = self._objects.get((MODEL_DEPLOYMENT, namespace, md_name))
-            children: dict[str, list[Obj]] = defaultdict(list)
-            for kind, name in sorted(self._by_owner.get((namespace, md_name), ())):
-                obj = self._objects.get((kind, namespace, name))
-                if obj is not None:
-                    children[kind].append(obj)
+            entries = [
+                (kind, self._objects.get((kind, namespace, name)))
+                for kind, name in sorted(self._by_owner.get((namespace, md_name), ()))
+            ]
             claims = frozenset(self._claims.get(namespace, ()))
-        return Snapshot(md, dict(children), claims)
+        children: dict[str, list[Obj]] = defaultdict(list)
+        for kind, entry in entries:
+            if entry is not None:
+                children[kind].append(entry.load())
+        return Snapshot(md.load() if md is not None else None, dict(children), claims)
 
     def model_deployment_keys(self) -> list[Key]:
         with self._lock:
@@ -204,22 +229,21 @@ class Cache:
 
     # -- indexes ----------------------------------------------------------------------------------------
 
-    def _index_locked(self, key: tuple[str, str, str], obj: Obj) -> None:
+    def _index_locked(self, key: tuple[str, str, str], entry: _Entry) -> None:
         kind, namespace, name = key
         if kind == CLAIM:
             self._claims[namespace].add(name)
             return
-        owner = (obj["metadata"].get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
-        if owner and kind != MODEL_DEPLOYMENT:
-            self._by_owner[(namespace, owner)].add((kind, name))
+        if entry.owner:
+            self._by_owner[(namespace, entry.owner)].add((kind, name))
 
-    def _unindex_locked(self, key: tuple[str, str, str], obj: Obj) -> None:
+    def _unindex_locked(self, key: tuple[str, str, str], entry: _Entry) -> None:
         kind, namespace, name = key
         if kind == CLAIM:
             self._claims[namespace].discard(name)
             return
-        owner = (obj["metadata"].get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
-        if owner and kind != MODEL_DEPLOYMENT:
+        if entry.owner:
+            owner = entry.owner
             children = self._by_owner.get((namespace, owner))
             if children is not None:
                 children.discard((kind, name))
