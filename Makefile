@@ -90,7 +90,7 @@ cluster-status: venv ## Report whether the local control plane started by cluste
 cluster-down: venv ## Stop the local control plane started by cluster-up
 	$(BIN)/python -m devcluster down
 
-bench: venv controlplane ## Run every benchmark script (prints tables)
+bench: venv controlplane ## Run every benchmark script (prints tables; ~45 min: scale to 1,000 objects, KServe built and compared)
 	@for f in benchmarks/*.py; do echo "# --- $$f"; $(PY) $$f || exit 1; done
 
 demo: venv controlplane ## The whole stack locally: control plane, operator, an example optimized and Ready
