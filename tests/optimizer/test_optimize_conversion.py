@@ -90,9 +90,25 @@ def test_a_converter_result_that_outputs_nan_is_never_published(optimize, mlp, m
         "--quantization", "dynamic", "--eval-data", mlp.eval_path,
     )  # fmt: skip
     # Not QualityGateFailed: the conversion is what broke, and the message says which check failed.
-    assert_failed(run, Failure.CONVERSION_MISMATCH, mentions="NaN or Inf for 360 of 360 eval-data examples", out=out)
+    # Its unset variables hold whatever memory held: NaN on some runs, finite garbage on others.
+    assert_failed(run, Failure.CONVERSION_MISMATCH, mentions="model.tflite (dynamic)", out=out)
+    assert "NaN or Inf" in run.stderr or "differs from the original" in run.stderr, run.stderr
     assert Failure.CONVERSION_MISMATCH.exit_code == 17
     assert not (tmp_path / "serving").exists()
+
+
+def test_a_model_that_outputs_nan_is_named_as_such(optimize, mlp, tmp_path, monkeypatch):
+    model = keras.models.load_model(mlp.keras_path, compile=False)
+    kernel = model.layers[-1].kernel
+    kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))  # every output NaN, deterministically
+    nan_model = bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    monkeypatch.setattr(pipeline, "quantize", lambda *args, **kwargs: nan_model)
+    out = tmp_path / "out"
+    run = optimize(
+        "--source", mlp.keras_path, "--output", out, "--version", "1", "--quantization", "dynamic",
+        "--eval-data", mlp.eval_path,
+    )  # fmt: skip
+    assert_failed(run, Failure.CONVERSION_MISMATCH, mentions="NaN or Inf for 360 of 360 eval-data examples", out=out)
 
 
 def test_a_finite_but_wrong_model_is_a_conversion_mismatch(optimize, mlp, tmp_path, monkeypatch):
