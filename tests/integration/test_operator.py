@@ -324,3 +324,32 @@ def test_optimization_off_serves_the_original_savedmodel(
     mounts = dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
     assert {"name": "pvc-models", "mountPath": "/models/digits/1", "readOnly": True, "subPath": "exported/1"} in mounts
     assert md["status"]["optimizedSummary"] == "none (served as is)"
+
+
+def test_a_users_object_with_a_childs_name_is_never_adopted_nor_deleted(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str, models_claim: Path, operator_log: OperatorProcess
+) -> None:
+    control_plane.kubectl("create", "service", "clusterip", "taken", "--tcp=80:8080", "-n", namespace)
+    before = kube.get("Service", namespace, "taken")
+    assert before is not None
+    apply(control_plane, md_manifest("taken", namespace))
+
+    def conflict() -> dict[str, Any] | None:
+        md = get_md(kube, namespace, "taken")
+        return md if condition(md, "Ready").get("reason") == "NameConflict" else None
+
+    md = wait_for("Ready=False NameConflict", conflict, timeout=180)
+    assert "Service" in condition(md, "Ready")["message"] and md["status"]["phase"] == "Failed"
+    assert kube.get("Deployment", namespace, "taken") is not None, "the other children exist"
+    after = kube.get("Service", namespace, "taken")
+    assert after is not None and after["spec"]["ports"] == before["spec"]["ports"]
+    assert not after["metadata"].get("ownerReferences"), "adopted: deleting the ModelDeployment would delete it"
+    assert "modeldeploy.io/model-deployment" not in after["metadata"].get("labels", {})
+    events = control_plane.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=taken,reason=NameConflict"
+    ).stdout
+    assert "NameConflict" in events, events
+
+    control_plane.kubectl("delete", "md", "taken", "-n", namespace, "--timeout=20s")
+    wait_for("the Deployment collected", lambda: kube.get("Deployment", namespace, "taken") is None, timeout=60)
+    assert kube.get("Service", namespace, "taken") is not None, "the user's Service survives"

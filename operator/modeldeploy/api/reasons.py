@@ -39,6 +39,7 @@ class Reason(StrEnum):
     AVAILABLE = "Available"
     UNAVAILABLE = "Unavailable"
     ARTIFACT_VERIFICATION_FAILED = "ArtifactVerificationFailed"
+    NAME_CONFLICT = "NameConflict"
     # Ready
     READY = "Ready"
     SERVING_PREVIOUS_VERSION = "ServingPreviousVersion"
@@ -86,6 +87,10 @@ REASONS: dict[str, ReasonInfo] = {
     Reason.ARTIFACT_VERIFICATION_FAILED: ReasonInfo(
         warning=True,
         meaning="the serving pods refused the version folder: it differs from what the optimizer published",
+    ),
+    Reason.NAME_CONFLICT: ReasonInfo(
+        warning=True,
+        meaning="an object with a child's name exists and is not ours: it is left untouched; rename or remove it",
     ),
     Reason.READY: ReasonInfo(warning=False, meaning="the version the spec asks for is served"),
     Reason.SERVING_PREVIOUS_VERSION: ReasonInfo(

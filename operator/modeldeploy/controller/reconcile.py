@@ -9,6 +9,7 @@ transitions a user cares about. Every write's answer goes into the cache at once
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class ReconcileResult:
     deleted: list[str] = field(default_factory=list)
     status_patched: bool = False
     events: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # children not written: the name is someone else's
 
     @property
     def wrote(self) -> bool:
@@ -138,15 +140,25 @@ class Reconciler:
                 self.cache.upsert(manifest["kind"], created)
                 result.created.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
                 log.info("%s/%s: created %s %s", namespace, name, manifest["kind"], manifest["metadata"]["name"])
+        conflicts: list[str] = []
         for manifest in decided.apply:
             key = (manifest["kind"], manifest["metadata"]["name"])
             live = observed.children.get(key)
-            if live is not None and is_subset(manifest, live):
+            if live is None:
+                # Never server-side apply a name we do not own: apply with force would take over
+                # someone else's object (and garbage collection would delete it with ours).
+                if not self._create_child(namespace, name, manifest, result):
+                    conflicts.append(f"{key[0]} {namespace}/{key[1]}")
+                continue
+            if is_subset(manifest, live):
                 continue
             self.cache.upsert(key[0], self.kube.apply(manifest))
             result.applied.append(f"{key[0]}/{key[1]}")
-            verb = "created" if live is None else "updated"
-            log.info("%s/%s: %s %s %s", namespace, name, verb, key[0], key[1])
+            log.info("%s/%s: updated %s %s", namespace, name, key[0], key[1])
+        if conflicts:
+            result.conflicts = conflicts
+            observed = dataclasses.replace(observed, conflicts=tuple(conflicts))
+            update = status_of(md, decided, observed, previous, now)
         for kind, child in decided.delete:
             deleted = self.kube.delete(kind, namespace, child)
             self.cache.delete(kind, namespace, child)
@@ -157,6 +169,24 @@ class Reconciler:
         self._write_status(raw, update, old_status, now_dt, result)
         record_status_metrics(namespace, name, update.status)
         return result
+
+    def _create_child(self, namespace: str, md_name: str, manifest: dict[str, Any], result: ReconcileResult) -> bool:
+        """Create a child the cache does not hold; False when its name is taken by an object we do
+        not own. A name taken by our own object (its watch event not in yet) is ours: cached, True."""
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
+        created = self.kube.create(manifest)
+        if created is not None:
+            self.cache.upsert(kind, created)
+            result.applied.append(f"{kind}/{child}")
+            log.info("%s/%s: created %s %s", namespace, md_name, kind, child)
+            return True
+        existing = self.kube.list(kind, namespace, field_selector=f"metadata.name={child}")
+        uid = manifest["metadata"]["ownerReferences"][0]["uid"] if manifest["metadata"].get("ownerReferences") else None
+        if existing and any(r.get("uid") == uid for r in existing[0]["metadata"].get("ownerReferences", [])):
+            self.cache.upsert(kind, {**existing[0], "apiVersion": manifest["apiVersion"], "kind": kind})
+            return True
+        log.warning("%s/%s: %s %s exists and is not ours: left untouched", namespace, md_name, kind, child)
+        return False
 
     def _write_status(
         self, raw: dict[str, Any], update: StatusUpdate, old: dict[str, Any], now: datetime, result: ReconcileResult

@@ -116,7 +116,7 @@ class Runtime:
         """Reconcile one key; on failure, log one line and requeue it with back-off."""
         namespace, name = key
         try:
-            self.reconciler.reconcile(namespace, name)
+            result = self.reconciler.reconcile(namespace, name)
         except Exception as exc:
             delay = self.queue.add_rate_limited(key)
             failures = self.queue.failures(key)
@@ -130,6 +130,10 @@ class Runtime:
                 exc,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
+            return
+        if result.conflicts:
+            # Someone else's object holds a child's name; we cannot watch it (no label): look again later.
+            self.queue.add_rate_limited(key)
             return
         self.queue.forget(key)
 

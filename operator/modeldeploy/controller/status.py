@@ -151,6 +151,12 @@ def optimized_condition(md: ModelDeployment, decided: Plan, generation: int | No
 
 def serving_condition(decided: Plan, observed: Observed, generation: int | None) -> Condition:
     serving, serve, dep = ConditionType.SERVING_READY, decided.serve, observed.deployment
+    if observed.conflicts:
+        message = (
+            f"{', '.join(observed.conflicts)} already exists and is not owned by this ModelDeployment: "
+            "it is left untouched; delete or rename it"
+        )
+        return new_condition(serving, FALSE, Reason.NAME_CONFLICT, message, generation)
     if serve is None:
         return new_condition(serving, FALSE, Reason.NO_ARTIFACT, "waiting for the first optimized artifact", generation)
     if serve.hash in observed.refused_artifacts:
@@ -220,7 +226,7 @@ def phase_of(
         if serve is not None and serve.hash == desired.hash:
             return Phase.READY
         return Phase.DEGRADED if failed else Phase.OPTIMIZING
-    if failed:
+    if failed or serving.reason == Reason.NAME_CONFLICT:
         return Phase.FAILED
     if optimized.reason == Reason.OPTIMIZING:
         return Phase.OPTIMIZING

@@ -56,6 +56,8 @@ class Observed:
     # (kind, name) -> live object, for drift detection and removal of unwanted children
     children: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     missing_claims: tuple[str, ...] = ()
+    # "Service ml/digits": objects with a child's name that this ModelDeployment does not own
+    conflicts: tuple[str, ...] = ()
     # artifact hash -> why its serving pods refused it (the verify-model init container's message)
     refused_artifacts: dict[str, str] = field(default_factory=dict)
 

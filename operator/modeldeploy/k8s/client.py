@@ -104,9 +104,13 @@ class KubeClient:
             raise
         return obj
 
-    def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
-        query = {"labelSelector": label_selector} if label_selector else None
-        result = self._call("GET", self._path(kind, namespace), query)
+    def list(
+        self, kind: str, namespace: str | None, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector} if label_selector else {}
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        result = self._call("GET", self._path(kind, namespace), query or None)
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 

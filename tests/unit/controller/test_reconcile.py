@@ -74,6 +74,14 @@ class RecordingKube:
     ) -> None:
         self.writes.append(("event", event_type, reason))
 
+    def list(
+        self, kind: str, namespace: str | None, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Only what the Reconciler asks: one object by name (after a create found the name taken)."""
+        assert label_selector is None and field_selector is not None and field_selector.startswith("metadata.name=")
+        obj = self.objects.get((kind, namespace or "", field_selector.removeprefix("metadata.name=")))
+        return [copy.deepcopy(obj)] if obj is not None else []
+
 
 VERSIONS = itertools.count(1)  # one sequence, like etcd's revisions, for writes and watch events
 
@@ -136,7 +144,7 @@ def test_first_pass_creates_the_job_then_applies_then_reports(
     writes = reconcile()
     assert [w[:2] for w in writes] == [
         ("create", "Job"),
-        ("apply", "NetworkPolicy"),
+        ("create", "NetworkPolicy"),
         ("status", "ModelDeployment"),
         ("event", "Normal"),
     ]
@@ -151,7 +159,7 @@ def test_a_finished_job_rolls_out_the_serving_children_once(
     reconcile()
     finish_job(kube, cache)
     writes = reconcile()
-    applied = [kind for verb, kind, _ in writes if verb == "apply"]
+    applied = [kind for verb, kind, _ in writes if verb == "create"]  # new children: created, never applied
     assert applied == [
         "ConfigMap",
         "ConfigMap",
@@ -161,7 +169,7 @@ def test_a_finished_job_rolls_out_the_serving_children_once(
         "PodDisruptionBudget",
     ], applied
     assert writes.index(("status", "ModelDeployment", "digits")) > max(
-        i for i, w in enumerate(writes) if w[0] == "apply"
+        i for i, w in enumerate(writes) if w[0] == "create"
     ), "status is written after the children"
     assert ("event", "Normal", "Optimized") in writes
     status = kube.objects[("ModelDeployment", NAMESPACE, "digits")]["status"]
@@ -190,7 +198,7 @@ def test_a_404_on_status_means_deleted_meanwhile(
 ) -> None:
     kube.fail_status_with = 404
     writes = reconcile()
-    assert [w[0] for w in writes] == ["create", "apply"], "no status, and no Events for an object that is gone"
+    assert [w[0] for w in writes] == ["create", "create"], "no status, and no Events for an object that is gone"
 
 
 def test_other_status_errors_are_raised_for_a_retry(
@@ -241,3 +249,28 @@ def test_a_restarted_operator_writes_nothing_for_a_ready_object(
     before = len(kube.writes)
     restarted.reconciler.reconcile(NAMESPACE, "digits")
     assert kube.writes[before:] == []
+
+
+def test_a_foreign_object_with_a_child_s_name_is_never_touched(
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    """A user's Service named like our child: not applied, not adopted; NameConflict until it goes."""
+    theirs = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "digits", "namespace": NAMESPACE}}
+    kube._stored(theirs)  # exists on the server; no label of ours, so never in the cache
+    reconcile()
+    finish_job(kube, cache)
+    writes = reconcile()
+    assert ("apply", "Service", "digits") not in writes and ("create", "Service", "digits") not in writes
+    assert kube.objects[("Service", NAMESPACE, "digits")]["metadata"] == {
+        "name": "digits",
+        "namespace": NAMESPACE,
+        "resourceVersion": kube.objects[("Service", NAMESPACE, "digits")]["metadata"]["resourceVersion"],
+    }, "no label, no ownerReference added"
+    status = kube.objects[("ModelDeployment", NAMESPACE, "digits")]["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NameConflict") and "Service ml/digits" in ready["message"]
+    assert ("event", "Warning", "NameConflict") in writes
+    assert ("create", "Deployment", "digits") in writes, "the other children are still created"
+    # The user removes their Service: the next pass creates ours.
+    del kube.objects[("Service", NAMESPACE, "digits")]
+    assert ("create", "Service", "digits") in reconcile()
