@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster.controlplane import ControlPlane
+from devcluster.kubeapi import KubeApi
 from devcluster.stack import OperatorProcess, condition, make_claim, scrape
 from modeldeploy.api import GROUP, KIND, PLURAL, VERSION
 from modeldeploy.api.reasons import ConditionType, Reason
@@ -452,6 +453,31 @@ class Call:
     body: dict[str, Any]
 
 
+def make_namespace(cp: ControlPlane, workdir: Path, namespace: str, *, with_claim: bool) -> None:
+    """A fresh namespace, and (with_claim) the `models` claim bound to an empty hostPath volume."""
+    cp.kubectl("create", "namespace", namespace)
+    cp.wait_for_serviceaccount(namespace)
+    if with_claim:
+        # A real PV/PVC pair: the operator only needs the claim to exist, but the scheduler refuses
+        # pods whose claim is unbound. kwok pods never mount it, so the folder stays empty.
+        make_claim(cp, workdir / "storage", namespace, CLAIM)
+        cp.kubectl("wait", "-n", namespace, "--for=jsonpath={.status.phase}=Bound", f"pvc/{CLAIM}", "--timeout=120s")
+
+
+def delete_namespace(cp: ControlPlane, api: KubeApi, namespace: str, *, timeout: float) -> None:
+    """Delete the namespace and its claim's volume, and wait until it is gone (the next run starts clean)."""
+    started = time.monotonic()
+    cp.kubectl("delete", "namespace", namespace, "--wait=false")
+    cp.kubectl("delete", "persistentvolume", f"{namespace}-{CLAIM}", "--wait=false", check=False)
+    wait_until(
+        f"namespace {namespace} to be deleted",
+        lambda: api.request("GET", f"/api/v1/namespaces/{namespace}")[0] == 404,
+        timeout=timeout,
+        interval=1,
+    )
+    progress(f"namespace {namespace} deleted in {time.monotonic() - started:.0f} s")
+
+
 def send_all(cp: ControlPlane, calls: Sequence[Call]) -> dict[str, tuple[float, Any]]:
     """Send every call over a few admin connections at once (one by one, they would take seconds that
     the timings would then include); returns key -> (when its answer came, the answer)."""
@@ -611,27 +637,10 @@ class Bench:
         install_counted_identity(cp)
 
     def make_namespace(self, namespace: str, *, with_claim: bool) -> None:
-        self.cp.kubectl("create", "namespace", namespace)
-        self.cp.wait_for_serviceaccount(namespace)
-        if with_claim:
-            # A real PV/PVC pair: the operator only needs the claim to exist, but the scheduler refuses
-            # pods whose claim is unbound. kwok pods never mount it, so the folder stays empty.
-            make_claim(self.cp, self.workdir / "storage", namespace, CLAIM)
-            self.cp.kubectl(
-                "wait", "-n", namespace, "--for=jsonpath={.status.phase}=Bound", f"pvc/{CLAIM}", "--timeout=120s"
-            )
+        make_namespace(self.cp, self.workdir, namespace, with_claim=with_claim)
 
     def delete_namespace(self, namespace: str) -> None:
-        started = time.monotonic()
-        self.cp.kubectl("delete", "namespace", namespace, "--wait=false")
-        self.cp.kubectl("delete", "persistentvolume", f"{namespace}-{CLAIM}", "--wait=false", check=False)
-        wait_until(
-            f"namespace {namespace} to be deleted",
-            lambda: self.api.request("GET", f"/api/v1/namespaces/{namespace}")[0] == 404,
-            timeout=self.args.phase_timeout,
-            interval=2,
-        )
-        progress(f"namespace {namespace} deleted in {time.monotonic() - started:.0f} s")
+        delete_namespace(self.cp, self.api, namespace, timeout=self.args.phase_timeout)
 
     # -- phases ---------------------------------------------------------------------------------------------
 

@@ -66,8 +66,10 @@ from scale import (
     Requests,
     cpu_seconds,
     create_all,
+    delete_namespace,
     install_counted_identity,
     is_ready,
+    make_namespace,
     memory_mb,
     model_deployment,
     parse_counts,
@@ -81,7 +83,7 @@ from devcluster import cleanup, processes
 from devcluster.assets import cache_root, read_versions
 from devcluster.controlplane import ControlPlane
 from devcluster.nodes import DEFAULT_NODE_CAPACITY
-from devcluster.stack import free_port, make_claim
+from devcluster.stack import free_port
 from modeldeploy import __version__ as modeldeploy_version
 from modeldeploy.api import GROUP, PLURAL
 from modeldeploy.controller.config import DEFAULT_RESYNC_SECONDS, DEFAULT_WORKERS
@@ -527,26 +529,10 @@ class Versus:
         )
 
     def make_namespace(self, namespace: str, *, with_claim: bool) -> None:
-        self.cp.kubectl("create", "namespace", namespace)
-        self.cp.wait_for_serviceaccount(namespace)
-        if with_claim:
-            # The operator checks that the claim exists, and the scheduler refuses pods whose claim is unbound.
-            make_claim(self.cp, self.workdir / "storage", namespace, CLAIM)
-            self.cp.kubectl(
-                "wait", "-n", namespace, "--for=jsonpath={.status.phase}=Bound", f"pvc/{CLAIM}", "--timeout=120s"
-            )
+        make_namespace(self.cp, self.workdir, namespace, with_claim=with_claim)
 
     def delete_namespace(self, namespace: str) -> None:
-        started = time.monotonic()
-        self.cp.kubectl("delete", "namespace", namespace, "--wait=false")
-        self.cp.kubectl("delete", "persistentvolume", f"{namespace}-{CLAIM}", "--wait=false", check=False)
-        wait_until(
-            f"namespace {namespace} to be deleted",
-            lambda: self.api.request("GET", f"/api/v1/namespaces/{namespace}")[0] == 404,
-            timeout=self.args.phase_timeout,
-            interval=1,
-        )
-        progress(f"namespace {namespace} deleted in {time.monotonic() - started:.0f} s")
+        delete_namespace(self.cp, self.api, namespace, timeout=self.args.phase_timeout)
 
     # -- the controllers --------------------------------------------------------------------------------------
 

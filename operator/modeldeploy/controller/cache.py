@@ -99,10 +99,17 @@ class _Entry:
         return obj
 
 
+def owner_of(kind: str, body: Obj) -> str | None:
+    """The ModelDeployment an object belongs to, by its label (a ModelDeployment belongs to none)."""
+    if kind == MODEL_DEPLOYMENT:
+        return None
+    owner: str | None = (body.get("metadata", {}).get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
+    return owner
+
+
 def _entry(kind: str, obj: Obj) -> _Entry:
-    owner = None if kind == MODEL_DEPLOYMENT else (obj["metadata"].get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
     blob = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
-    return _Entry(_version(obj), owner, blob)
+    return _Entry(_version(obj), owner_of(kind, obj), blob)
 
 
 @dataclass(frozen=True)
@@ -213,12 +220,6 @@ class Cache:
         with self._lock:
             return [(namespace, md) for md in sorted(self._claim_users.get((namespace, claim), ()))]
 
-    def owner_key(self, kind: str, body: Obj) -> Key | None:
-        """The ModelDeployment a child belongs to, by its label."""
-        meta = body.get("metadata", {})
-        owner = (meta.get("labels") or {}).get(MODEL_DEPLOYMENT_LABEL)
-        return (meta.get("namespace", ""), owner) if owner else None
-
     def counts(self) -> dict[str, int]:
         """Objects held, by kind (the operator's metrics publish it)."""
         out: dict[str, int] = defaultdict(int)
@@ -242,10 +243,11 @@ class Cache:
         if kind == CLAIM:
             self._claims[namespace].discard(name)
             return
-        if entry.owner:
-            owner = entry.owner
-            children = self._by_owner.get((namespace, owner))
-            if children is not None:
-                children.discard((kind, name))
-                if not children:
-                    del self._by_owner[(namespace, owner)]
+        if entry.owner is None:
+            return
+        owner_key = (namespace, entry.owner)
+        children = self._by_owner.get(owner_key)
+        if children is not None:
+            children.discard((kind, name))
+            if not children:
+                del self._by_owner[owner_key]

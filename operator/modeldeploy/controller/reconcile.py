@@ -135,11 +135,7 @@ class Reconciler:
         update = status_of(md, decided, observed, previous, now)
 
         for manifest in decided.create:
-            created = self.kube.create(manifest)
-            if created is not None:  # None: it exists already (its watch event has not arrived yet)
-                self.cache.upsert(manifest["kind"], created)
-                result.created.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
-                log.info("%s/%s: created %s %s", namespace, name, manifest["kind"], manifest["metadata"]["name"])
+            self._create(namespace, name, manifest, result)  # False: its earlier create's event is not in yet
         conflicts: list[str] = []
         for manifest in decided.apply:
             key = (manifest["kind"], manifest["metadata"]["name"])
@@ -170,18 +166,25 @@ class Reconciler:
         record_status_metrics(namespace, name, update.status)
         return result
 
+    def _create(self, namespace: str, md_name: str, manifest: dict[str, Any], result: ReconcileResult) -> bool:
+        """POST the object and cache the answer; False when the name is taken (409)."""
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
+        created = self.kube.create(manifest)
+        if created is None:
+            return False
+        self.cache.upsert(kind, created)
+        result.created.append(f"{kind}/{child}")
+        log.info("%s/%s: created %s %s", namespace, md_name, kind, child)
+        return True
+
     def _create_child(self, namespace: str, md_name: str, manifest: dict[str, Any], result: ReconcileResult) -> bool:
         """Create a child the cache does not hold; False when its name is taken by an object we do
         not own. A name taken by our own object (its watch event not in yet) is ours: cached, True."""
         kind, child = manifest["kind"], manifest["metadata"]["name"]
-        created = self.kube.create(manifest)
-        if created is not None:
-            self.cache.upsert(kind, created)
-            result.applied.append(f"{kind}/{child}")
-            log.info("%s/%s: created %s %s", namespace, md_name, kind, child)
+        if self._create(namespace, md_name, manifest, result):
             return True
         existing = self.kube.list(kind, namespace, field_selector=f"metadata.name={child}")
-        uid = manifest["metadata"]["ownerReferences"][0]["uid"] if manifest["metadata"].get("ownerReferences") else None
+        uid = manifest["metadata"]["ownerReferences"][0]["uid"]  # the builders always set it in a reconcile
         if existing and any(r.get("uid") == uid for r in existing[0]["metadata"].get("ownerReferences", [])):
             self.cache.upsert(kind, {**existing[0], "apiVersion": manifest["apiVersion"], "kind": kind})
             return True

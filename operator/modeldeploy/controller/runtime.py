@@ -21,7 +21,7 @@ from typing import Any
 from modeldeploy.api import KIND
 from modeldeploy.controller import metrics
 from modeldeploy.controller.builders.labels import MODEL_DEPLOYMENT_LABEL
-from modeldeploy.controller.cache import CLAIM, Cache, Key
+from modeldeploy.controller.cache import CLAIM, Cache, Key, owner_of
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.reconcile import Reconciler
@@ -68,8 +68,8 @@ class Runtime:
             return [(namespace, name)]
         if kind == CLAIM:
             return self.cache.users_of_claim(namespace, name)
-        owner = self.cache.owner_key(kind, body)
-        return [owner] if owner else []
+        owner = owner_of(kind, body)
+        return [(namespace, owner)] if owner else []
 
     # -- start and stop ---------------------------------------------------------------------------------
 
