@@ -28,6 +28,7 @@ CRD_FILE = "modeldeploy.io_modeldeployments.yaml"
 RELEASE_WORKFLOW = Path(".github/workflows/release.yml")
 PACKAGE_INIT = Path("operator/modeldeploy/__init__.py")
 SPEC = Path("operator/modeldeploy/api/spec.py")
+KIND_SCRIPT = Path("e2e/kind/run.sh")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # The example build command each Dockerfile's header documents: `docker build [-f FILE] -t IMAGE:TAG .`
 DOCKER_BUILD_TAG = re.compile(r"docker build\b.*?-t\s+(\S+):(\S+)")
@@ -120,6 +121,16 @@ def collect_facts(repo: Path = REPO) -> ReleaseFacts:
         "api/spec.py DEFAULT_OPTIMIZER_IMAGE": optimizer_repo,
         "release.yml images[optimizer]": built["optimizer"]["image"],
     }
+    kind_script = (repo / KIND_SCRIPT).read_text(encoding="utf-8")
+    default_tag = re.search(r"^TAG=\$\{TAG:-([^}]+)\}$", kind_script, re.M)
+    if default_tag is None:
+        raise ValueError(f"{KIND_SCRIPT}: no TAG=${{TAG:-VERSION}} line")
+    versions[f"{KIND_SCRIPT} TAG"] = default_tag.group(1)
+    for variable, images in (("OPERATOR_IMAGE", operator_images), ("OPTIMIZER_IMAGE", optimizer_images)):
+        image = re.search(rf"^{variable}=(\S+):\$TAG\b", kind_script, re.M)
+        if image is None:
+            raise ValueError(f"{KIND_SCRIPT}: no {variable}=IMAGE:$TAG line")
+        images[f"{KIND_SCRIPT} {variable}"] = image.group(1)
     for name, images in (("operator", operator_images), ("optimizer", optimizer_images)):
         dockerfile = built[name]["dockerfile"]
         image, tag = _dockerfile_image(repo / dockerfile)

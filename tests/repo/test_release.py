@@ -37,9 +37,9 @@ def test_the_files_agree_on_the_version_and_the_image_names() -> None:
     facts = release.collect_facts(REPO)
     assert release.disagreements(facts) == []
     # Every source was read: a refactor that silently drops one would make the check vacuous.
-    assert len(facts.versions) >= 7
-    assert len(facts.operator_images) == 3
-    assert len(facts.optimizer_images) == 3
+    assert len(facts.versions) >= 8
+    assert len(facts.operator_images) == 4
+    assert len(facts.optimizer_images) == 4
 
 
 def test_a_doctored_fact_is_named_with_every_place() -> None:
@@ -75,6 +75,7 @@ RELEASE_FILES = (
     "Dockerfile",
     "Dockerfile.optimizer",
     ".github/workflows/release.yml",
+    "e2e/kind/run.sh",
     "CHANGELOG.md",
 )
 
@@ -105,9 +106,18 @@ def test_the_check_passes_on_an_untouched_copy(repo_copy: Path) -> None:
         ("pyproject.toml", 'version = "', 'version = "2', "pyproject.toml project.version"),
         ("operator/modeldeploy/api/spec.py", "modeldeploy/optimizer:", "modeldeploy/optimiser:", "optimizer image"),
         ("Dockerfile.optimizer", "-t ghcr.io/modeldeploy/optimizer:", "-t ghcr.io/modeldeploy/optimizer:3", "tag"),
+        ("e2e/kind/run.sh", "TAG=${TAG:-", "TAG=${TAG:-4", "e2e/kind/run.sh TAG"),
         (f"{release.RELEASE_WORKFLOW}", "image: ghcr.io/modeldeploy/operator", "image: ghcr.io/x/operator", "operator"),
     ],
-    ids=["values-repository", "chart-appVersion", "pyproject-version", "spec-image", "dockerfile", "workflow-image"],
+    ids=[
+        "values-repository",
+        "chart-appVersion",
+        "pyproject-version",
+        "spec-image",
+        "dockerfile",
+        "kind-tag",
+        "workflow-image",
+    ],
 )
 def test_a_mismatch_in_any_file_fails_the_check(
     repo_copy: Path, file: str, old: str, new: str, named: str, capsys: pytest.CaptureFixture[str]
@@ -245,3 +255,29 @@ def test_the_optimize_extra_installs_on_both_image_architectures() -> None:
         assert tensorflow == [expected], f"on linux/{machine} the optimize extra installs {tensorflow}"
     same = {str(r.specifier) for r in requirements if r.name in ("tensorflow", "tensorflow-cpu")}
     assert len(same) == 1, f"both architectures get the same TensorFlow versions: {same}"
+
+
+def test_the_chart_readme_verifies_what_the_release_workflow_signs() -> None:
+    """The identity users verify against is the certificate the release workflow gets: a wrong regexp
+    would make every honest release fail verification, or a loose one accept foreign signers."""
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    identity = re.search(r"^IDENTITY='([^']+)'$", readme, re.M)
+    issuer = re.search(r"^ISSUER=(\S+)$", readme, re.M)
+    chart_ref = re.search(r"^CHART=(\S+)$", readme, re.M)
+    assert identity and issuer and chart_ref, "the README's verify block lost IDENTITY, ISSUER or CHART"
+    assert issuer.group(1) == "https://token.actions.githubusercontent.com"
+    version = release.collect_facts(REPO).versions["pyproject.toml project.version"]
+    signer = "https://github.com/modeldeploy/modeldeploy/" + str(release.RELEASE_WORKFLOW)
+    pattern = re.compile(identity.group(1))
+    assert pattern.match(f"{signer}@refs/tags/v{version}")
+    for foreign in (
+        f"{signer}@refs/heads/main",
+        f"https://github.com/someone/modeldeploy/{release.RELEASE_WORKFLOW}@refs/tags/v{version}",
+        f"https://github.com/modeldeploy/modeldeploy/.github/workflows/ci.yml@refs/tags/v{version}",
+        f"{signer}@refs/tags/v{version}-evil",
+    ):
+        assert not pattern.match(foreign), foreign
+    workflow_env = read_yaml(REPO / release.RELEASE_WORKFLOW)["env"]
+    assert chart_ref.group(1) == f"{workflow_env['CHART_REGISTRY']}/{read_yaml(CHART / 'Chart.yaml')['name']}"
+    for name, built in release.release_images(REPO).items():
+        assert built["image"] == f"ghcr.io/modeldeploy/{name}", "the README's loop verifies ghcr.io/modeldeploy/$image"
