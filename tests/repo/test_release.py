@@ -175,7 +175,6 @@ def test_pin_chart_pins_both_images_and_changes_nothing_else(tmp_path: Path) -> 
 
     values = read_yaml(chart / "values.yaml")
     assert values["image"]["digest"] == OPERATOR_DIGEST
-    assert values == {**read_yaml(CHART / "values.yaml"), "image": {**values["image"]}}
     before = (CHART / "values.yaml").read_text().splitlines()
     after = (chart / "values.yaml").read_text().splitlines()
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
