@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: reference-models cluster-status checkov-install checkov chart-lint
+.PHONY: reference-models cluster-status checkov-install checkov chart-lint actionlint
 .PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench demo
 
 help: ## List every target with what it does
@@ -37,7 +37,10 @@ chart-lint: venv controlplane ## helm lint --strict, values schema, kubernetes-v
 checkov: venv controlplane checkov-install ## checkov on the rendered chart, the Dockerfiles and the operator's rendered children
 	$(BIN)/pytest tests/integration/test_security.py -k checkov $(PYTEST_ARGS)
 
-lint: venv ## ruff lint and format check
+actionlint: ## Check .github/workflows with actionlint (built once from its Go module; version in scripts/tools.env)
+	@bin=$$(scripts/build_tools.sh) && "$$bin/actionlint"
+
+lint: venv actionlint ## ruff lint and format check, and actionlint on the workflows
 	$(BIN)/ruff check operator tests benchmarks e2e scripts
 	$(BIN)/ruff format --check operator tests benchmarks e2e scripts
 

@@ -162,6 +162,7 @@ def test_seed_job_command_exists_in_the_optimizer_image() -> None:
 #: operator image. test_the_optimize_extra_is_fully_blocked keeps this in step with pyproject.toml.
 OPTIMIZE_EXTRA = {
     "tensorflow-cpu": ("tensorflow", "keras", "tf_keras"),
+    "tensorflow": (),  # the same modules as tensorflow-cpu: it replaces it on arm64
     "boto3": ("boto3", "botocore", "s3transfer"),
     "numpy": ("numpy",),
     "ai-edge-litert": ("ai_edge_litert",),
