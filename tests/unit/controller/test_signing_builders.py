@@ -15,7 +15,7 @@ from modeldeploy.api import InvalidModelDeployment, ModelDeployment, parse_model
 from modeldeploy.api.status import ModelDeploymentStatus, OptimizationResult
 from modeldeploy.contract.summary import OptimizerSummary
 from modeldeploy.controller.builders import Owner, build_job, desired_artifact
-from modeldeploy.controller.builders.artifacts import artifact_hash, claims_read, with_signing_default
+from modeldeploy.controller.builders.artifacts import artifact_hash, claims_read, needs_job, with_signing_default
 from modeldeploy.controller.builders.deployment import build_deployment
 from modeldeploy.controller.builders.names import job_name
 from modeldeploy.controller.plan import plan, previous_artifact
@@ -90,6 +90,22 @@ def test_a_signature_on_another_claim_is_mounted_and_a_certificate_chain_comes_f
     assert "--source-signature=file:///mnt/pvc/signatures/digits.sig" in args
     assert "--source-certificate-chain=/etc/modeldeploy/source-trust/certificate-chain.pem" in args
     assert volume(pod, "source-trust")["secret"]["items"] == [{"key": "ca.pem", "path": "certificate-chain.pem"}]
+
+
+def test_a_signed_savedmodel_is_never_served_as_is(make_md: Callable[..., ModelDeployment]) -> None:
+    as_is = {
+        "model": {"storageUri": "pvc://models/digits-sm", "format": "savedmodel"},
+        "optimization": {"enabled": False},
+    }
+    assert not needs_job(make_md(spec=as_is).spec)
+    source_signed = make_md(spec={**as_is, "model": {**as_is["model"], **SOURCE_KEY["model"]}})
+    assert needs_job(source_signed.spec), "only the Job verifies the source signature"
+    assert desired_artifact(source_signed.name, source_signed.spec).optimized
+    assert (
+        "--source-signature=file:///mnt/pvc/models/digits-sm.sig"
+        in build_job(source_signed, OWNER)["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    assert needs_job(make_md(spec={**as_is, **SIGNED}).spec), "only the Job signs what is served"
 
 
 def test_keyless_needs_no_volume(make_md: Callable[..., ModelDeployment]) -> None:

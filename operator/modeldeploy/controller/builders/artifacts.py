@@ -92,8 +92,11 @@ def signature_uri(spec: ModelDeploymentSpec) -> str | None:
 
 
 def needs_job(spec: ModelDeploymentSpec) -> bool:
-    """TF Serving reads only SavedModels (and TFLite files): keras/h5 always need the Job."""
-    return spec.optimization.enabled or spec.model.format != ModelFormat.SAVEDMODEL
+    """TF Serving reads only SavedModels (and TFLite files): keras/h5 always need the Job. So does a
+    SavedModel whose signature must be verified or whose served copy must be signed: only the Job
+    does either, so such a model is never served as is."""
+    signed = spec.model.signature is not None or signing_key_secret(spec) is not None
+    return spec.optimization.enabled or spec.model.format != ModelFormat.SAVEDMODEL or signed
 
 
 def desired_artifact(name: str, spec: ModelDeploymentSpec) -> Artifact:
