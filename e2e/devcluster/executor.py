@@ -130,6 +130,28 @@ class JobPodExecutor:
         data = secret.get("data") or {}
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
+    def _key_files(self, namespace: str, volume: dict[str, Any], path: Path) -> Path:
+        """A Secret or ConfigMap volume (its `items` only, when listed) as files, like a kubelet writes them."""
+        if "secret" in volume:
+            source, name = volume["secret"], volume["secret"]["secretName"]
+            data = self._secret(namespace, name)
+        else:
+            source, name = volume["configMap"], volume["configMap"]["name"]
+            config_map = self.kube.get_config_map(namespace, name)
+            if config_map is None:
+                raise PodConfigError(f'configmap "{name}" not found')
+            data = dict(config_map.get("data") or {})
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        path.mkdir(parents=True)
+        for item in items:
+            if item["key"] not in data:
+                raise PodConfigError(f'volume {volume["name"]}: key "{item["key"]}" not found in {name}')
+            target = path / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]])
+            target.chmod(source.get("defaultMode", 0o644) & 0o777 | 0o400)
+        return path
+
     def _prepare(self, pod: dict[str, Any], container: dict[str, Any]) -> PreparedPod:
         namespace = pod["metadata"]["namespace"]
         spec = pod["spec"]
@@ -144,6 +166,8 @@ class JobPodExecutor:
                 path.mkdir(parents=True)
             elif "hostPath" in volume:
                 path = Path(volume["hostPath"]["path"])
+            elif "secret" in volume or ("configMap" in volume and "items" in volume["configMap"]):
+                path = self._key_files(namespace, volume, scratch / "volumes" / volume["name"])
             elif "configMap" in volume or "projected" in volume:
                 path = scratch / "volumes" / volume["name"]
                 path.mkdir(parents=True)
@@ -159,7 +183,8 @@ class JobPodExecutor:
                         (path / key).write_text(value)
             else:
                 raise PodConfigError(
-                    f"volume {volume['name']}: only PVC, emptyDir, hostPath and ConfigMap volumes are supported here"
+                    f"volume {volume['name']}: only PVC, emptyDir, hostPath, Secret and ConfigMap volumes are "
+                    "supported here"
                 )
             volumes[volume["name"]] = path
         mounts = {m["mountPath"]: volumes[m["name"]] / m.get("subPath", "") for m in container.get("volumeMounts", [])}

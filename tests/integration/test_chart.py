@@ -21,6 +21,7 @@ import pytest
 from chart_support import (
     CHART,
     RESTRICTED,
+    chart_run_args,
     env_value,
     fullname,
     get_json,
@@ -119,6 +120,18 @@ def test_rendered_chart_is_valid_kubernetes(control_plane: ControlPlane, values:
     operator_container(broken)["imagePullPolicyy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_the_signing_default_reaches_the_operator(control_plane: ControlPlane) -> None:
+    """signing.defaultKeySecret becomes `modeldeploy run --default-signing-key-secret`; unset, no flag."""
+    from modeldeploy.cli import build_parser
+
+    assert not any("signing" in a for a in chart_run_args(workload(render(control_plane, {}))))
+    args = chart_run_args(workload(render(control_plane, {"signing": {"defaultKeySecret": "team-signing"}})))
+    assert build_parser().parse_args(["run", *args]).default_signing_key_secret == "team-signing"
+    with pytest.raises(CommandError) as refused:
+        render(control_plane, {"signing": {"defaultKeySecret": "Not A Secret"}})
+    assert "defaultKeySecret" in refused.value.stderr, refused.value.stderr
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())

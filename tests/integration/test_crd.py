@@ -73,6 +73,31 @@ def test_get_modeldeployments_shows_the_printer_columns(control_plane: ControlPl
             "storageUri must start with one of",
             id="unknown-storage-scheme",
         ),
+        pytest.param(
+            {
+                "model": {
+                    "name": "digits",
+                    "storageUri": "pvc://models/m.keras",
+                    "signature": {
+                        "publicKey": {"secretName": "k", "key": "k.pub"},
+                        "keyless": {"identity": "a@example.com", "oidcIssuer": "https://issuer"},
+                    },
+                }
+            },
+            "give exactly one of publicKey, certificateChain and keyless",
+            id="two-signature-anchors",
+        ),
+        pytest.param(
+            {
+                "model": {
+                    "name": "digits",
+                    "storageUri": "pvc://models/m.keras",
+                    "signature": {"publicKey": {"key": "k"}},
+                }
+            },
+            "give exactly one of secretName and configMapName",
+            id="key-reference-without-object",
+        ),
     ],
 )
 def test_invalid_modeldeployment_is_rejected_with_the_cel_message(

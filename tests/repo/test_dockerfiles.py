@@ -166,6 +166,8 @@ OPTIMIZE_EXTRA = {
     "boto3": ("boto3", "botocore", "s3transfer"),
     "numpy": ("numpy",),
     "ai-edge-litert": ("ai_edge_litert",),
+    "model-signing": ("model_signing", "sigstore", "sigstore_models"),
+    "pyopenssl": ("OpenSSL",),
 }
 OPTIMIZE_EXTRA_MODULES = tuple(module for modules in OPTIMIZE_EXTRA.values() for module in modules)
 

@@ -166,6 +166,9 @@ spec:
         - --log-format={{ .Values.logFormat }}
         - --resync-seconds={{ .Values.resyncSeconds }}
         - --workers={{ .Values.workers }}
+        {{- with .Values.signing.defaultKeySecret }}
+        - --default-signing-key-secret={{ . }}
+        {{- end }}
         {{- if .Values.verbose }}
         - --verbose
         {{- end }}

@@ -70,6 +70,90 @@ class ResourceRequirements(ApiModel):
     )
 
 
+_OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class KeyReference(ApiModel):
+    """One key of a Secret or of a ConfigMap in this namespace, mounted read-only as a file."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule("has(self.secretName) != has(self.configMapName)", "give exactly one of secretName and configMapName"),
+    )
+
+    secret_name: str | None = Field(
+        default=None, max_length=253, pattern=_OBJECT_NAME, description="A Secret holding the PEM file."
+    )
+    config_map_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=_OBJECT_NAME,
+        description="A ConfigMap holding the PEM file (public keys and certificates are not secret).",
+    )
+    key: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="The key holding the PEM file."
+    )
+
+    @model_validator(mode="after")
+    def _check_one(self) -> KeyReference:
+        if (self.secret_name is None) == (self.config_map_name is None):
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+class SigstoreIdentity(ApiModel):
+    """A keyless sigstore signer: the certificate Fulcio issued must name this identity and issuer.
+    Verifying it needs the internet (the sigstore trust root and transparency log)."""
+
+    identity: str = Field(
+        min_length=1, max_length=1024, description="The signer's identity, e.g. an e-mail or a workflow URI."
+    )
+    oidc_issuer: str = Field(
+        min_length=1, max_length=1024, description="The OIDC issuer of that identity, e.g. https://accounts.google.com."
+    )
+
+
+class ModelSignature(ApiModel):
+    """The source model's OpenSSF model signature (a sigstore bundle over the sha256 of every file of
+    the model), verified by the optimization Job before any work. A missing signature fails the Job
+    with SignatureMissing, one that does not verify with SignatureInvalid; nothing is published."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "(has(self.publicKey) ? 1 : 0) + (has(self.certificateChain) ? 1 : 0) + (has(self.keyless) ? 1 : 0) == 1",
+            "give exactly one of publicKey, certificateChain and keyless",
+        ),
+    )
+
+    uri: Uri | None = Field(
+        default=None,
+        pattern=_STORAGE_RE,
+        description=(
+            "Where the signature is (the same schemes as storageUri). Default: storageUri + '.sig', "
+            "e.g. pvc://models/digits.keras.sig."
+        ),
+    )
+    public_key: KeyReference | None = Field(
+        default=None, description="The PEM public key (ECDSA) the model must be signed with."
+    )
+    certificate_chain: KeyReference | None = Field(
+        default=None,
+        description=(
+            "PEM CA certificates: the signing certificate in the signature must chain to them and be "
+            "valid now; its subject is recorded as the signer."
+        ),
+    )
+    keyless: SigstoreIdentity | None = Field(
+        default=None,
+        description="Keyless sigstore signing (needs the internet from the Job; not tested offline).",
+    )
+
+    @model_validator(mode="after")
+    def _check_one(self) -> ModelSignature:
+        if sum(x is not None for x in (self.public_key, self.certificate_chain, self.keyless)) != 1:
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
 class ModelSource(ApiModel):
     """Where the trained model is and how to read it."""
 
@@ -125,6 +209,13 @@ class ModelSource(ApiModel):
             "A Secret in this namespace whose keys become environment variables of the pods that read "
             "the model (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for s3://; "
             "GOOGLE_OAUTH_ACCESS_TOKEN for a private gs:// bucket)."
+        ),
+    )
+    signature: ModelSignature | None = Field(
+        default=None,
+        description=(
+            "Require an OpenSSF model signature on the source model and verify it before any work. "
+            "Unset: the model is not checked for a signature."
         ),
     )
 
@@ -377,6 +468,18 @@ class Artifacts(ApiModel):
             "and TF Serving mounts it read-only. The claim must be ReadWriteMany when pods may run on "
             "several nodes."
         )
+    )
+    signing_key_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=_OBJECT_NAME,
+        description=(
+            "A Secret in this namespace with signing.key (a PEM EC private key) and signing.pub (its "
+            "public key): the optimizer signs each published version folder (model.sig) with the "
+            "private key, and the serving pods' verify-model init container refuses a folder whose "
+            "signature does not verify with the public key. Default: the operator's "
+            "--default-signing-key-secret (the chart's signing.defaultKeySecret), if set."
+        ),
     )
 
     @model_validator(mode="after")

@@ -66,6 +66,16 @@ class OptimizationResult(ApiModel):
     latency_p50_ms: float | None = Field(default=None, description="Median latency per example (ms).")
     latency_p95_ms: float | None = Field(default=None, description="95th percentile latency per example (ms).")
     duration_seconds: float | None = Field(default=None, description="Wall time of the optimization.")
+    signer: str | None = Field(
+        default=None,
+        description="Who signed the published version folder (the signing key's sha256 fingerprint); unset: unsigned.",
+    )
+    signature_sha256: str | None = Field(
+        default=None, description="sha256 of the published signature bundle (model.sig)."
+    )
+    source_signer: str | None = Field(
+        default=None, description="Who signed the source model (spec.model.signature), as verified before any work."
+    )
 
 
 class ModelDeploymentStatus(ApiModel):

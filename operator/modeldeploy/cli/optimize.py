@@ -44,6 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="F",
         help=f"largest allowed drop, as a fraction: 0.01 = 1 point ({DEFAULT_MAX_ACCURACY_DROP})",
     )
+    add(
+        "--source-signature",
+        metavar="URI",
+        help="the source model's OpenSSF model signature (default: the source URI + .sig); "
+        "verified before any work when a --source-public-key, -certificate-chain or -identity is given",
+    )
+    add("--source-public-key", metavar="PEM", help="the public key the source model must be signed with")
+    add(
+        "--source-certificate-chain",
+        metavar="PEM",
+        help="CA certificates the source signature's signing certificate must chain to",
+    )
+    add("--source-identity", metavar="ID", help="keyless sigstore: the signer's identity (needs the internet)")
+    add("--source-oidc-issuer", metavar="URL", help="keyless sigstore: the identity's OIDC issuer")
+    add(
+        "--signing-key",
+        metavar="PEM",
+        help="sign the published version folder (model.sig) with this EC private key",
+    )
     add("--pvc-root", metavar="DIR", default=str(DEFAULT_PVC_ROOT), help="where pvc://CLAIM is mounted")
     add(
         "--termination-message-path",

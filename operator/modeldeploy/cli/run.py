@@ -47,6 +47,12 @@ def register(subparsers: Any) -> None:
         default=int(os.environ.get("MODELDEPLOY_WORKERS", str(DEFAULT_WORKERS))),
         help="reconciles running at once (different ModelDeployments)",
     )
+    parser.add_argument(
+        "--default-signing-key-secret",
+        default=os.environ.get("MODELDEPLOY_DEFAULT_SIGNING_KEY_SECRET") or None,
+        help="sign published models with this Secret (signing.key, signing.pub) in each ModelDeployment's "
+        "namespace when its spec.artifacts.signingKeySecret is unset",
+    )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)")
     parser.add_argument(
         "--peering",
@@ -81,5 +87,6 @@ def run(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         peering=args.peering,
         priority=priority,
+        default_signing_key_secret=args.default_signing_key_secret,
     )
     return run_operator(config)

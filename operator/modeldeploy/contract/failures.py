@@ -31,6 +31,8 @@ class Failure(enum.StrEnum):
     VERSION_EXISTS = "VersionExists"
     EXPORT_FAILED = "ExportFailed"
     CONVERSION_MISMATCH = "ConversionMismatch"
+    SIGNATURE_INVALID = "SignatureInvalid"
+    SIGNATURE_MISSING = "SignatureMissing"
     QUALITY_GATE_FAILED = "QualityGateFailed"
     TERMINATED = "Terminated"
 
@@ -60,6 +62,12 @@ _CLASSES: dict[Failure, _Class] = {
     Failure.CONVERSION_MISMATCH: _Class(
         17, "the converted model's outputs are NaN/Inf or differ from the original's beyond the mode's tolerance"
     ),
+    Failure.SIGNATURE_INVALID: _Class(
+        18,
+        "the source model's signature does not verify: a file changed, added or missing, a wrong key or "
+        "identity, an untrusted or expired certificate",
+    ),
+    Failure.SIGNATURE_MISSING: _Class(19, "the source model must be signed and its signature file was not found"),
     Failure.QUALITY_GATE_FAILED: _Class(20, "the optimized model lost more quality than allowed"),
     Failure.TERMINATED: _Class(143, "the process received SIGTERM (the Pod was deleted or timed out)"),
 }

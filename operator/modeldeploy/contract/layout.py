@@ -27,6 +27,37 @@ TFLITE_FILE = "model.tflite"
 """The quantized model TF Serving loads with --prefer_tflite_model."""
 
 
+SIGNATURE_FILE = "model.sig"
+"""The OpenSSF model signature (a sigstore bundle) of a published version folder, when the optimizer
+signs what it publishes. It covers every file of the folder except itself and SHA256SUMS, and
+SHA256SUMS lists it, so the published SHA256SUMS digest pins the signature too."""
+
+SIGNATURE_SUFFIX = ".sig"
+"""The source model's signature defaults to the model's URI with this suffix (model.keras.sig)."""
+
+SOURCE_TRUST_DIR = PurePosixPath("/etc/modeldeploy/source-trust")
+"""Where the Job mounts the public key or certificate chain that the source model's signature must
+verify against (one key of a Secret or ConfigMap, read-only)."""
+
+SIGNING_DIR = PurePosixPath("/etc/modeldeploy/signing")
+"""Where the Job mounts the private key it signs with, and the verify-model init container the public
+key it verifies with (each only its own key of the signing Secret, read-only)."""
+
+TRUST_PUBLIC_KEY_FILE = "public-key.pem"
+"""File name of a mounted public key (in SOURCE_TRUST_DIR)."""
+
+TRUST_CHAIN_FILE = "certificate-chain.pem"
+"""File name of a mounted certificate chain (in SOURCE_TRUST_DIR)."""
+
+SIGNING_PRIVATE_KEY = "signing.key"
+"""The key of the signing Secret holding the PEM private key (ECDSA P-256/P-384/P-521) the optimizer
+signs with; mounted in the Job only."""
+
+SIGNING_PUBLIC_KEY = "signing.pub"
+"""The key of the signing Secret holding the matching PEM public key; mounted in the serving pods'
+verify-model init container only."""
+
+
 def pvc_path(claim: str, *parts: str) -> str:
     """The in-pod path of a file on a claim: pvc_path('models', 'a/b') == '/mnt/pvc/models/a/b'."""
     return str(PurePosixPath(PVC_ROOT, claim, *(p.strip("/") for p in parts if p.strip("/"))))

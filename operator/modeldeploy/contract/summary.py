@@ -64,6 +64,12 @@ class OptimizerSummary(BaseModel):
     """sha256 of the published SHA256SUMS: the serving pods refuse a folder that differs."""
     reused: bool | None = None
     """True when a retried pod found the version its first attempt had published completely."""
+    signer: str | None = None
+    """Who signed the published folder (the signing key's fingerprint); None when it is not signed."""
+    signature_sha256: str | None = None
+    """sha256 of the published signature bundle (model.sig)."""
+    source_signer: str | None = None
+    """Who signed the source model, when its signature was verified before any work."""
 
     @classmethod
     def failed(cls, reason: Failure, message: str) -> OptimizerSummary:

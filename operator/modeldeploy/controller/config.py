@@ -33,6 +33,8 @@ class OperatorConfig:
     kubeconfig: str | None = None  # None: in-cluster, then KUBECONFIG
     peering: str | None = None  # kopf peering name for several replicas; None: standalone
     priority: int = 0  # peering priority; replicas need distinct ones
+    # spec.artifacts.signingKeySecret of every ModelDeployment that names none; None: no default
+    default_signing_key_secret: str | None = None
 
     @property
     def scope(self) -> str:

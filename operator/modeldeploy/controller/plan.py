@@ -25,7 +25,7 @@ from modeldeploy.controller.builders import (
     desired_artifact,
     needs_job,
 )
-from modeldeploy.controller.builders.artifacts import Artifact
+from modeldeploy.controller.builders.artifacts import Artifact, signing_key_secret
 from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.views import JobState, JobView, Observed
 from modeldeploy.k8s.kinds import PRUNABLE_KINDS
@@ -72,6 +72,9 @@ def result_from_job(job: JobView) -> OptimizationResult:
         latency_p50_ms=s.latency_p50_ms,
         latency_p95_ms=s.latency_p95_ms,
         duration_seconds=s.duration_seconds,
+        signer=s.signer,
+        signature_sha256=s.signature_sha256,
+        source_signer=s.source_signer,
     )
 
 
@@ -86,6 +89,10 @@ def previous_artifact(md: ModelDeployment, previous: ModelDeploymentStatus) -> A
             location=previous.served_uri,
             model_name=md.spec.model.name,
             manifest_sha256=manifest,
+            # A signed artifact stays verified against the signing Secret the spec names now.
+            signing_key_secret=signing_key_secret(md.spec)
+            if previous.optimization and previous.optimization.signature_sha256
+            else None,
         )
     return None
 

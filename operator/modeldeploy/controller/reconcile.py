@@ -21,6 +21,7 @@ from modeldeploy.api.reasons import ConditionType, Reason
 from modeldeploy.api.status import ConditionStatus, ModelDeploymentStatus
 from modeldeploy.controller import metrics
 from modeldeploy.controller.builders import Owner
+from modeldeploy.controller.builders.artifacts import with_signing_default
 from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.drift import is_subset
 from modeldeploy.controller.observe import observe, referenced_claims
@@ -85,10 +86,18 @@ class Reconciler:
     """Reconciles ModelDeployments from the cache. The work queue guarantees that one object is
     never reconciled by two workers at once, so no lock is needed here."""
 
-    def __init__(self, kube: KubeClient, cache: Cache, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        cache: Cache,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        default_signing_key_secret: str | None = None,
+    ) -> None:
         self.kube = kube
         self.cache = cache
         self.clock = clock
+        self.default_signing_key_secret = default_signing_key_secret
 
     def reconcile(self, namespace: str, name: str) -> ReconcileResult:
         with metrics.RECONCILE_SECONDS.time():
@@ -121,7 +130,7 @@ class Reconciler:
         previous = parse_status(raw)
         old_status = dict(raw.get("status") or {})
         try:
-            md = parse_model_deployment(raw)
+            md = with_signing_default(parse_model_deployment(raw), self.default_signing_key_secret)
         except InvalidModelDeployment as exc:
             generation = raw["metadata"].get("generation")
             update = failed_status(previous, Reason.INVALID_SPEC, "; ".join(exc.problems), generation, now)

@@ -47,7 +47,9 @@ class Runtime:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.reconciler = Reconciler(self.kube, self.cache)
+        self.reconciler = Reconciler(
+            self.kube, self.cache, default_signing_key_secret=self.config.default_signing_key_secret
+        )
 
     # -- events -----------------------------------------------------------------------------------------
 

@@ -205,7 +205,12 @@ def ready_condition(
             failing = optimized
         return new_condition(ready, FALSE, failing.reason, failing.message, generation)
     if serve.hash == desired.hash:
-        return new_condition(ready, TRUE, Reason.READY, f"model {name} version {serve.version} is served", generation)
+        message = f"model {name} version {serve.version} is served"
+        if decided.result is not None and decided.result.signer:
+            # The Event of this transition then says who signed what is served.
+            bundle = (decided.result.signature_sha256 or "")[:12]
+            message += f", signed by {decided.result.signer} (model.sig sha256 {bundle}...)"
+        return new_condition(ready, TRUE, Reason.READY, message, generation)
     if optimized.reason == Reason.OPTIMIZING:
         message = f"serving version {serve.version} while version {desired.version} is optimized"
         return new_condition(ready, TRUE, Reason.OPTIMIZING, message, generation)

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from modeldeploy.contract import sums
 from modeldeploy.contract.failures import SUCCESS_EXIT_CODE, Failure
-from modeldeploy.contract.layout import REPORT_FILE, SUMS_FILE
+from modeldeploy.contract.layout import REPORT_FILE, SIGNATURE_FILE, SUMS_FILE
 from modeldeploy.contract.summary import OptimizerSummary
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import ProgressLog
@@ -96,7 +96,12 @@ def _complete_version(folder: Path) -> OptimizerSummary | None:
         report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return summary_from_report(report, sums.sha256_file(folder / SUMS_FILE))
+    return summary_from_report(report, sums.sha256_file(folder / SUMS_FILE), _signature_sha256(folder))
+
+
+def _signature_sha256(folder: Path) -> str | None:
+    signature = folder / SIGNATURE_FILE
+    return sums.sha256_file(signature) if signature.is_file() else None
 
 
 def _run(args: argparse.Namespace, stderr: TextIO) -> int:
@@ -125,10 +130,12 @@ def _run(args: argparse.Namespace, stderr: TextIO) -> int:
         outcome = pipeline.run(options, log)
         duration = time.monotonic() - started
         manifest = sums.sha256_file(outcome.path / SUMS_FILE)
-        problem = write_termination_message(termination, outcome.report.summary(duration, manifest))
+        summary = outcome.report.summary(duration, manifest, _signature_sha256(outcome.path))
+        problem = write_termination_message(termination, summary)
         if problem:
             log.warning(problem)
-        log.info(f"published {outcome.path} ({outcome.report.format}) in {duration:.1f}s")
+        signed = f", signed by {outcome.report.signer}" if outcome.report.signer else ""
+        log.info(f"published {outcome.path} ({outcome.report.format}{signed}) in {duration:.1f}s")
         return SUCCESS_EXIT_CODE
     except OptimizeError as error:
         return _fail(error, termination, log, stderr)

@@ -16,10 +16,11 @@ from typing import TypeVar
 
 from modeldeploy.contract.failures import Failure
 from modeldeploy.contract.formats import ModelFormat, Quantization
-from modeldeploy.contract.layout import PVC_ROOT, TERMINATION_MESSAGE_PATH
+from modeldeploy.contract.layout import PVC_ROOT, SIGNATURE_SUFFIX, TERMINATION_MESSAGE_PATH
 from modeldeploy.optimize.accuracy import METRICS
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import LOG_FORMATS, LogFormat
+from modeldeploy.optimize.signing import Trust
 
 MAX_SPARSITY = 0.95
 DEFAULT_MAX_ACCURACY_DROP = 0.01
@@ -47,6 +48,11 @@ class Options:
     pvc_root: Path
     termination_message_path: Path | None
     log_format: LogFormat
+    source_signature: str | None = None
+    """Where the source model's signature is; set exactly when `source_trust` is."""
+    source_trust: Trust | None = None
+    signing_key: Path | None = None
+    """The private key the published version folder is signed with; None: not signed."""
 
     @property
     def prunes(self) -> bool:
@@ -150,6 +156,17 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     if quantization is Quantization.INT8 and train_data is None and eval_data is None:
         raise _bad("--quantization", "int8 needs representative data: give --train-data or --eval-data")
     termination = ns.termination_message_path
+    source_trust = _source_trust(ns)
+    source_signature = None
+    if source_trust is not None:
+        source_signature = (getattr(ns, "source_signature", None) or "").strip() or (
+            source.rstrip("/") + SIGNATURE_SUFFIX
+        )
+    elif getattr(ns, "source_signature", None):
+        raise _bad("--source-signature", "needs --source-public-key, --source-certificate-chain or --source-identity")
+    signing_key = getattr(ns, "signing_key", None)
+    if signing_key and not Path(signing_key).is_file():
+        raise _bad("--signing-key", f"{signing_key} is not a file")
     return Options(
         source=source,
         format=fmt,
@@ -167,4 +184,31 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         pvc_root=pvc_root,
         termination_message_path=Path(termination) if termination else None,
         log_format="json" if log_format == "json" else "text",
+        source_signature=source_signature,
+        source_trust=source_trust,
+        signing_key=Path(signing_key) if signing_key else None,
     )
+
+
+def _source_trust(ns: argparse.Namespace) -> Trust | None:
+    """What the source model's signature must verify against, from the --source-* flags."""
+    public_key = getattr(ns, "source_public_key", None) or None
+    chain = getattr(ns, "source_certificate_chain", None) or None
+    identity = getattr(ns, "source_identity", None) or None
+    issuer = getattr(ns, "source_oidc_issuer", None) or None
+    if public_key is None and chain is None and identity is None:
+        if issuer:
+            raise _bad("--source-oidc-issuer", "needs --source-identity")
+        return None
+    for flag, value in (("--source-public-key", public_key), ("--source-certificate-chain", chain)):
+        if value is not None and not Path(value).is_file():
+            raise _bad(flag, f"{value} is not a file")
+    try:
+        return Trust(
+            public_key=Path(public_key) if public_key else None,
+            certificate_chain=Path(chain) if chain else None,
+            identity=identity,
+            oidc_issuer=issuer,
+        )
+    except ValueError as exc:
+        raise _bad("--source-public-key|--source-certificate-chain|--source-identity", str(exc)) from None

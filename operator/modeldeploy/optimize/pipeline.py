@@ -8,6 +8,7 @@ failed run leaves nothing where TF Serving looks. Each stage is logged with its 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ import numpy as np
 from modeldeploy import __version__
 from modeldeploy.contract.failures import Failure
 from modeldeploy.contract.formats import ModelFormat, Quantization
-from modeldeploy.contract.layout import REPORT_FILE, SUMS_FILE, TFLITE_FILE
+from modeldeploy.contract.layout import REPORT_FILE, SIGNATURE_FILE, SUMS_FILE, TFLITE_FILE
 from modeldeploy.contract.sums import tree_manifest, write_sums
 from modeldeploy.optimize.accuracy import METRICS
 from modeldeploy.optimize.convert import (
@@ -53,9 +54,10 @@ from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.prune import PruneReport, prune
 from modeldeploy.optimize.quantize import artifact_format, quantize, representative_sample
 from modeldeploy.optimize.report import Evaluation, Report
+from modeldeploy.optimize.signing import SignatureProblem, key_fingerprint, sign_folder, verify
 from modeldeploy.optimize.storage import Fetched, display_uri, fetch
 
-_NOT_FROM_SOURCE = shutil.ignore_patterns(TFLITE_FILE, REPORT_FILE, SUMS_FILE)
+_NOT_FROM_SOURCE = shutil.ignore_patterns(TFLITE_FILE, REPORT_FILE, SUMS_FILE, SIGNATURE_FILE)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
     """Run every stage; raise OptimizeError with the failure's class, or return the report."""
     started = time.monotonic()
     check_target(opts.output, opts.version)  # cheap: fail before minutes of work
+    signer = _signer(opts.signing_key)  # a bad signing key, too
     with tempfile.TemporaryDirectory(prefix="modeldeploy-optimize-") as tmp:
         work = Path(tmp)
         with log.stage("fetch", source=display_uri(opts.source)):
@@ -124,6 +127,7 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                 opts.source, work / "source", pvc_root=opts.pvc_root, what="model", expected_sha256=opts.sha256
             )
             log.info("model fetched", stage="fetch", sha256=source.sha256, bytes=source.size_bytes)
+            source_signer = _verify_source(opts, source, work, log)
             train_file = _fetch_dataset(opts.train_data, work / "train", opts, "train data")
             eval_file = _fetch_dataset(opts.eval_data, work / "eval", opts, "eval data")
         with log.stage("load", format=opts.format.value):
@@ -179,12 +183,37 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                 measured=measured,
                 log=log,
                 started=started,
+                signer=signer,
+                source_signer=source_signer,
             )
         with log.stage("export", output=str(opts.output / str(opts.version))):
             for stale in remove_stale_staging(opts.output, opts.version):
                 log.warning(f"removed a staging folder left by an interrupted run: {stale}", stage="export")
             path = publish(bundle, opts.output, opts.version)
     return Outcome(report=report, path=path)
+
+
+def _verify_source(opts: Options, source: Fetched, work: Path, log: ProgressLog) -> str | None:
+    """Check the source model's OpenSSF signature before any work; returns the signer, None when not asked."""
+    if opts.source_trust is None or opts.source_signature is None:
+        return None
+    try:
+        signature = fetch(opts.source_signature, work / "signature", pvc_root=opts.pvc_root, what="model signature")
+    except OptimizeError as error:
+        if error.failure is not Failure.FETCH_FAILED:
+            raise
+        raise OptimizeError(Failure.SIGNATURE_MISSING, error.message) from None
+    if signature.path.is_dir():
+        raise OptimizeError(
+            Failure.SIGNATURE_MISSING, f"model signature {display_uri(opts.source_signature)} is a folder"
+        )
+    try:
+        verified = verify(source.path, signature.path, opts.source_trust)
+    except SignatureProblem as problem:
+        failure = Failure.SIGNATURE_MISSING if problem.missing else Failure.SIGNATURE_INVALID
+        raise OptimizeError(failure, f"model {display_uri(opts.source)}: {problem.message}") from None
+    log.info("model signature verified", stage="fetch", signer=verified.signer)
+    return verified.signer
 
 
 def _load(opts: Options, source: Fetched, work: Path) -> _Loaded:
@@ -322,8 +351,11 @@ def _bundle(
     measured: _Measured,
     log: ProgressLog,
     started: float,
+    signer: str | None = None,
+    source_signer: str | None = None,
 ) -> Report:
-    """Assemble the version folder's content in the work folder: SavedModel, model.tflite, report, sums."""
+    """Assemble the version folder's content in the work folder: SavedModel, model.tflite, report,
+    the signature (which SHA256SUMS then lists), sums."""
     shutil.copytree(optimized_dir, bundle, ignore=_NOT_FROM_SOURCE)
     saved_model_size = size_of(bundle)
     if tflite is not None:
@@ -346,9 +378,32 @@ def _bundle(
         log=log,
         started=started,
     )
+    report = dataclasses.replace(report, signer=signer, source_signer=source_signer)
     (bundle / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    if opts.signing_key is not None:
+        started_signing = time.monotonic()
+        try:
+            signed = sign_folder(bundle, opts.signing_key, bundle / SIGNATURE_FILE)
+        except SignatureProblem as problem:
+            raise OptimizeError(Failure.EXPORT_FAILED, problem.message) from None
+        seconds = round(time.monotonic() - started_signing, 3)
+        log.info("version folder signed", stage="bundle", signer=signed.signer, seconds=seconds)
     write_sums(bundle)
     return report
+
+
+def _signer(private_key: Path | None) -> str | None:
+    """The identity the folder will be signed as: the fingerprint of the key's public half."""
+    if private_key is None:
+        return None
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(private_key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise OptimizeError(Failure.EXPORT_FAILED, f"cannot read the signing key {private_key}: {exc}") from None
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key_fingerprint(public)
 
 
 def _report(

@@ -53,6 +53,10 @@ class Report:
     stages: dict[str, float]
     duration_seconds: float
     tool: dict[str, str] = field(default_factory=dict)
+    signer: str | None = None
+    """Who signs the published folder (model.sig); None when it is not signed."""
+    source_signer: str | None = None
+    """Who signed the source model, when its signature was verified."""
 
     def sparsity(self) -> dict[str, float]:
         if self.prune is None:
@@ -131,9 +135,16 @@ class Report:
             "stages": self.stages,
             "durationSeconds": self.duration_seconds,
             "tool": self.tool,
+            **({"signing": {"signer": self.signer, "sourceSigner": self.source_signer}} if self._signed else {}),
         }
 
-    def summary(self, duration_seconds: float, manifest_sha256: str) -> OptimizerSummary:
+    @property
+    def _signed(self) -> bool:
+        return self.signer is not None or self.source_signer is not None
+
+    def summary(
+        self, duration_seconds: float, manifest_sha256: str, signature_sha256: str | None = None
+    ) -> OptimizerSummary:
         """The termination summary of this run; `manifest_sha256` is the digest of the published
         SHA256SUMS, which the operator hands to the serving pods so they refuse a folder that changed."""
         gate = self.evaluation.gate if self.evaluation is not None else None
@@ -156,6 +167,9 @@ class Report:
             artifact_sha256=self.artifact_sha256,
             duration_seconds=round(duration_seconds, 2),
             manifest_sha256=manifest_sha256,
+            signer=self.signer,
+            signature_sha256=signature_sha256,
+            source_signer=self.source_signer,
         )
 
 
@@ -171,7 +185,9 @@ def _latency(latency: Latency) -> dict[str, float]:
     return {"p50Ms": round(latency.p50_ms, 4), "p95Ms": round(latency.p95_ms, 4), "examples": latency.examples}
 
 
-def summary_from_report(report: dict[str, Any], manifest_sha256: str) -> OptimizerSummary:
+def summary_from_report(
+    report: dict[str, Any], manifest_sha256: str, signature_sha256: str | None = None
+) -> OptimizerSummary:
     """The summary rebuilt from a published report.json (the fields `Report.summary` gives), for a
     retried Job pod that finds its version folder complete."""
     sizes = report.get("sizes", {})
@@ -198,6 +214,9 @@ def summary_from_report(report: dict[str, Any], manifest_sha256: str) -> Optimiz
         duration_seconds=report.get("durationSeconds"),
         manifest_sha256=manifest_sha256,
         reused=True,
+        signer=report.get("signing", {}).get("signer"),
+        signature_sha256=signature_sha256,
+        source_signer=report.get("signing", {}).get("sourceSigner"),
     )
 
 

@@ -13,9 +13,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from modeldeploy.api.spec import ModelDeploymentSpec, pvc_parts, uri_scheme
+from modeldeploy.api import ModelDeployment
+from modeldeploy.api.spec import Artifacts, ModelDeploymentSpec, pvc_parts, uri_scheme
 from modeldeploy.contract.formats import ModelFormat
-from modeldeploy.contract.layout import pvc_path
+from modeldeploy.contract.layout import SIGNATURE_SUFFIX, pvc_path
 
 MODELS_ROOT = "/models"
 
@@ -32,6 +33,8 @@ class Artifact:
     model_name: str
     # sha256 of the artifact's SHA256SUMS, as the optimizer reported it; serving pods verify it.
     manifest_sha256: str | None = None
+    # The Secret whose signing.pub the serving pods verify the folder's model.sig with; None: unsigned.
+    signing_key_secret: str | None = None
 
     @property
     def version_dir(self) -> str:
@@ -56,13 +59,44 @@ def artifact_hash(spec: ModelDeploymentSpec) -> str:
         if opt.enabled
         else {"enabled": False},
     }
+    # Only when set, so that the artifacts of unsigned specs keep their hash (and their Job).
+    if spec.model.signature is not None:
+        relevant["modelSignature"] = spec.model.signature.to_api()
+    if signing_key_secret(spec) is not None:
+        relevant["signingKeySecret"] = signing_key_secret(spec)
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def signing_key_secret(spec: ModelDeploymentSpec) -> str | None:
+    """The Secret the published folder is signed with (the operator's default already applied)."""
+    return spec.artifacts.signing_key_secret if spec.artifacts is not None else None
+
+
+def with_signing_default(md: ModelDeployment, default_secret: str | None) -> ModelDeployment:
+    """The ModelDeployment with the operator-wide signing Secret filled in where its spec names none."""
+    spec = md.spec
+    if default_secret is None or signing_key_secret(spec) is not None:
+        return md
+    artifacts = spec.artifacts or Artifacts(uri=spec.artifacts_uri(md.name))
+    artifacts = artifacts.model_copy(update={"signing_key_secret": default_secret})
+    return md.model_copy(update={"spec": spec.model_copy(update={"artifacts": artifacts})})
+
+
+def signature_uri(spec: ModelDeploymentSpec) -> str | None:
+    """Where the source model's signature is, with the documented default applied."""
+    signature = spec.model.signature
+    if signature is None:
+        return None
+    return signature.uri or spec.model.storage_uri.rstrip("/") + SIGNATURE_SUFFIX
+
+
 def needs_job(spec: ModelDeploymentSpec) -> bool:
-    """TF Serving reads only SavedModels (and TFLite files): keras/h5 always need the Job."""
-    return spec.optimization.enabled or spec.model.format != ModelFormat.SAVEDMODEL
+    """TF Serving reads only SavedModels (and TFLite files): keras/h5 always need the Job. So does a
+    SavedModel whose signature must be verified or whose served copy must be signed: only the Job
+    does either, so such a model is never served as is."""
+    signed = spec.model.signature is not None or signing_key_secret(spec) is not None
+    return spec.optimization.enabled or spec.model.format != ModelFormat.SAVEDMODEL or signed
 
 
 def desired_artifact(name: str, spec: ModelDeploymentSpec) -> Artifact:
@@ -79,6 +113,7 @@ def desired_artifact(name: str, spec: ModelDeploymentSpec) -> Artifact:
         optimized=True,
         location=f"{store}/{digest}/{spec.model.version}",
         model_name=spec.model.name,
+        signing_key_secret=signing_key_secret(spec),
     )
 
 
@@ -98,5 +133,6 @@ def claims_read(spec: ModelDeploymentSpec) -> list[str]:
         spec.model.storage_uri,
         spec.optimization.pruning.train_data_uri,
         spec.optimization.evaluation.dataset_uri,
+        signature_uri(spec),
     ]
     return sorted({pvc_parts(u)[0] for u in uris if u and uri_scheme(u) == "pvc"})

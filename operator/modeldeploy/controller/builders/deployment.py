@@ -12,7 +12,7 @@ from typing import Any
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.spec import pvc_parts, uri_scheme
-from modeldeploy.contract.layout import TERMINATION_MESSAGE_PATH
+from modeldeploy.contract.layout import SIGNING_DIR, SIGNING_PUBLIC_KEY, TERMINATION_MESSAGE_PATH
 from modeldeploy.controller.builders import names, tfserving
 from modeldeploy.controller.builders.artifacts import MODELS_ROOT, Artifact
 from modeldeploy.controller.builders.labels import (
@@ -26,10 +26,11 @@ from modeldeploy.controller.builders.labels import (
 )
 from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.security import container_security_context, pod_security_context
-from modeldeploy.controller.builders.volumes import empty_dir, host_path_volume, mount, pvc_volume
+from modeldeploy.controller.builders.volumes import empty_dir, host_path_volume, key_file_volume, mount, pvc_volume
 
 CONFIG_CHECKSUM_ANNOTATION = "modeldeploy.io/config-checksum"
 VERIFY_CONTAINER = "verify-model"
+SIGNING_PUBLIC_KEY_VOLUME = "signing-public-key"
 
 
 def _model_volumes(
@@ -69,13 +70,28 @@ def _model_volumes(
             fetch["envFrom"] = [{"secretRef": {"name": md.spec.model.credentials_secret}}]
         init.append(fetch)
     if artifact.manifest_sha256 and scheme == "pvc":
-        init.append(_verify_container(md, artifact, [m for m in mounts if m["mountPath"] != MODELS_ROOT]))
+        verify = _verify_container(md, artifact, [m for m in mounts if m["mountPath"] != MODELS_ROOT])
+        if artifact.signing_key_secret is not None:
+            # Only the public half: the serving pods never see the private key.
+            volumes.append(
+                key_file_volume(
+                    SIGNING_PUBLIC_KEY_VOLUME,
+                    secret=artifact.signing_key_secret,
+                    config_map=None,
+                    key=SIGNING_PUBLIC_KEY,
+                    path=SIGNING_PUBLIC_KEY,
+                )
+            )
+            verify["args"].append(f"--public-key={SIGNING_DIR / SIGNING_PUBLIC_KEY}")
+            verify["volumeMounts"].append(mount(SIGNING_PUBLIC_KEY_VOLUME, str(SIGNING_DIR), read_only=True))
+        init.append(verify)
     return volumes, mounts, init
 
 
 def _verify_container(md: ModelDeployment, artifact: Artifact, model_mounts: list[dict[str, Any]]) -> dict[str, Any]:
     """Checks the version folder against the digest the optimizer reported before TF Serving may load
-    it (the seed's "model verification"): a folder changed on the claim is refused."""
+    it (the seed's "model verification"): a folder changed on the claim is refused; with a signing
+    Secret, its model.sig must also verify with the Secret's public key."""
     return {
         "name": VERIFY_CONTAINER,
         "image": md.spec.optimization.image,

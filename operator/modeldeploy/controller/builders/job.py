@@ -13,9 +13,23 @@ from typing import Any
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.spec import pvc_parts, uri_scheme
 from modeldeploy.contract.formats import Quantization
-from modeldeploy.contract.layout import TERMINATION_MESSAGE_PATH
+from modeldeploy.contract.layout import (
+    SIGNING_DIR,
+    SIGNING_PRIVATE_KEY,
+    SOURCE_TRUST_DIR,
+    TERMINATION_MESSAGE_PATH,
+    TRUST_CHAIN_FILE,
+    TRUST_PUBLIC_KEY_FILE,
+)
 from modeldeploy.controller.builders import names
-from modeldeploy.controller.builders.artifacts import artifact_hash, claims_read, output_base, pvc_mount_path
+from modeldeploy.controller.builders.artifacts import (
+    artifact_hash,
+    claims_read,
+    output_base,
+    pvc_mount_path,
+    signature_uri,
+    signing_key_secret,
+)
 from modeldeploy.controller.builders.labels import (
     ARTIFACT_LABEL,
     OPTIMIZER,
@@ -26,7 +40,10 @@ from modeldeploy.controller.builders.labels import (
 )
 from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.security import container_security_context, pod_security_context
-from modeldeploy.controller.builders.volumes import empty_dir, host_path_volume, mount, pvc_volume
+from modeldeploy.controller.builders.volumes import empty_dir, host_path_volume, key_file_volume, mount, pvc_volume
+
+SOURCE_TRUST_VOLUME = "source-trust"
+SIGNING_KEY_VOLUME = "signing-key"
 
 
 def pod_uri(uri: str) -> str:
@@ -53,6 +70,7 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
     ]
     if spec.model.sha256:
         args.append(f"--sha256={spec.model.sha256}")
+    args += _signature_args(md)
     if opt.enabled:
         args += [
             f"--dense-sparsity={opt.pruning.dense_sparsity}",
@@ -73,6 +91,54 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
     return args
 
 
+def _signature_args(md: ModelDeployment) -> list[str]:
+    """Verify the source model's signature with the mounted trust anchor; sign the published folder."""
+    args: list[str] = []
+    signature, uri = md.spec.model.signature, signature_uri(md.spec)
+    if signature is not None and uri is not None:
+        args.append(f"--source-signature={pod_uri(uri)}")
+        if signature.public_key is not None:
+            args.append(f"--source-public-key={SOURCE_TRUST_DIR / TRUST_PUBLIC_KEY_FILE}")
+        elif signature.certificate_chain is not None:
+            args.append(f"--source-certificate-chain={SOURCE_TRUST_DIR / TRUST_CHAIN_FILE}")
+        elif signature.keyless is not None:
+            args += [
+                f"--source-identity={signature.keyless.identity}",
+                f"--source-oidc-issuer={signature.keyless.oidc_issuer}",
+            ]
+    if signing_key_secret(md.spec) is not None:
+        args.append(f"--signing-key={SIGNING_DIR / SIGNING_PRIVATE_KEY}")
+    return args
+
+
+def _key_volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The source's trust anchor and the signing private key, each one key of its object, read-only."""
+    volumes, mounts = [], []
+    signature = md.spec.model.signature
+    anchor = signature and (signature.public_key or signature.certificate_chain)
+    if signature is not None and anchor:
+        path = TRUST_PUBLIC_KEY_FILE if signature.public_key is not None else TRUST_CHAIN_FILE
+        volumes.append(
+            key_file_volume(
+                SOURCE_TRUST_VOLUME,
+                secret=anchor.secret_name,
+                config_map=anchor.config_map_name,
+                key=anchor.key,
+                path=path,
+            )
+        )
+        mounts.append(mount(SOURCE_TRUST_VOLUME, str(SOURCE_TRUST_DIR), read_only=True))
+    secret = signing_key_secret(md.spec)
+    if secret is not None:
+        volumes.append(
+            key_file_volume(
+                SIGNING_KEY_VOLUME, secret=secret, config_map=None, key=SIGNING_PRIVATE_KEY, path=SIGNING_PRIVATE_KEY
+            )
+        )
+        mounts.append(mount(SIGNING_KEY_VOLUME, str(SIGNING_DIR), read_only=True))
+    return volumes, mounts
+
+
 def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     spec = md.spec
     out_claim, _ = pvc_parts(spec.artifacts_uri(md.name))
@@ -83,14 +149,15 @@ def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, 
         volumes.append(volume)
         mounts.append(mount(volume["name"], pvc_mount_path(claim), read_only=claim != out_claim))
     opt = spec.optimization
-    for uri in (spec.model.storage_uri, opt.pruning.train_data_uri, opt.evaluation.dataset_uri):
+    for uri in (spec.model.storage_uri, opt.pruning.train_data_uri, opt.evaluation.dataset_uri, signature_uri(spec)):
         if uri and uri_scheme(uri) == "file":
             path = uri.removeprefix("file://")
             volume = host_path_volume(path)
             if volume not in volumes:
                 volumes.append(volume)
                 mounts.append(mount(volume["name"], path, read_only=True))
-    return volumes, mounts
+    key_volumes, key_mounts = _key_volumes(md)
+    return volumes + key_volumes, mounts + key_mounts
 
 
 def build_job(md: ModelDeployment, owner: Owner | None) -> Manifest:

@@ -24,6 +24,19 @@ def host_path_volume(path: str) -> dict[str, Any]:
     return {"name": volume_name("host", path.replace("/", "-")), "hostPath": {"path": path}}
 
 
+# Read by the pod's group only (fsGroup): keys are no business of other users of the node.
+KEY_FILE_MODE = 0o440
+
+
+def key_file_volume(name: str, *, secret: str | None, config_map: str | None, key: str, path: str) -> dict[str, Any]:
+    """One key of a Secret (or ConfigMap) as the file `path` of a read-only volume: only that key,
+    so a pod that needs a public key never sees the private key beside it."""
+    items = [{"key": key, "path": path}]
+    if secret is not None:
+        return {"name": name, "secret": {"secretName": secret, "items": items, "defaultMode": KEY_FILE_MODE}}
+    return {"name": name, "configMap": {"name": config_map, "items": items, "defaultMode": KEY_FILE_MODE}}
+
+
 def empty_dir(name: str, size_limit: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if size_limit:
