@@ -46,6 +46,15 @@ class LayerSparsity(ApiModel):
     conv: float | None = Field(default=None, description="Fraction of zero weights in convolution kernels.")
 
 
+class WorstSlice(ApiModel):
+    """The class or slice of the evaluation data that lost most to optimization."""
+
+    name: str = Field(description="class=N, or slice=VALUE for a value of the evaluation data's slice array.")
+    before: float = Field(description="The metric on this slice before optimization.")
+    after: float = Field(description="The metric on this slice after optimization.")
+    examples: int = Field(description="Evaluation examples in this slice.")
+
+
 class OptimizationResult(ApiModel):
     """What the optimizer reported for the artifact being served or built."""
 
@@ -66,6 +75,13 @@ class OptimizationResult(ApiModel):
     latency_p50_ms: float | None = Field(default=None, description="Median latency per example (ms).")
     latency_p95_ms: float | None = Field(default=None, description="95th percentile latency per example (ms).")
     duration_seconds: float | None = Field(default=None, description="Wall time of the optimization.")
+    metric: str | None = Field(
+        default=None, description="The quality metric of accuracyBefore/After: accuracy, topKAccuracy, auc, mse, mae."
+    )
+    worst_slice: WorstSlice | None = Field(
+        default=None,
+        description="The class or slice that lost most (among those with at least minSliceExamples examples).",
+    )
 
 
 class ModelDeploymentStatus(ApiModel):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.reasons import Reason
-from modeldeploy.api.status import LayerSparsity, ModelDeploymentStatus, OptimizationResult
+from modeldeploy.api.status import LayerSparsity, ModelDeploymentStatus, OptimizationResult, WorstSlice
 from modeldeploy.controller.builders import (
     Owner,
     build_job,
@@ -72,6 +72,8 @@ def result_from_job(job: JobView) -> OptimizationResult:
         latency_p50_ms=s.latency_p50_ms,
         latency_p95_ms=s.latency_p95_ms,
         duration_seconds=s.duration_seconds,
+        metric=s.metric,
+        worst_slice=WorstSlice.model_validate(s.worst_slice.model_dump()) if s.worst_slice else None,
     )
 
 
