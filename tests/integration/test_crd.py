@@ -73,6 +73,11 @@ def test_get_modeldeployments_shows_the_printer_columns(control_plane: ControlPl
             "storageUri must start with one of",
             id="unknown-storage-scheme",
         ),
+        pytest.param(
+            {"optimization": {"evaluation": {"maxSliceAccuracyDrop": 0.05}}},
+            "evaluation.maxSliceAccuracyDrop needs evaluation.datasetUri",
+            id="slice-gate-without-data",
+        ),
     ],
 )
 def test_invalid_modeldeployment_is_rejected_with_the_cel_message(
