@@ -281,11 +281,15 @@ def scoring_for(metric: Metric, baseline_outputs: npt.NDArray[Any], *, sigmoid: 
     """The per-model decisions (task, binary threshold, k); refuses a metric the model cannot be judged by."""
     width = output_width(baseline_outputs)
     threshold = decision_threshold(baseline_outputs, ends_in_sigmoid=sigmoid) if width == 1 else PROBABILITY_THRESHOLD
-    scoring = Scoring(task=metric.task, threshold=threshold, top_k=top_k)
-    problem = applicable(metric, scoring, width)
+    require_applicable(metric, top_k, width)
+    return Scoring(task=metric.task, threshold=threshold, top_k=top_k)
+
+
+def require_applicable(metric: Metric, top_k: int, outputs: int) -> None:
+    """Refuse, before any work, a metric this model cannot be judged by (top-k, AUC)."""
+    problem = applicable(metric, Scoring(task=metric.task, top_k=top_k), outputs)
     if problem is not None:
         raise OptimizeError(Failure.INVALID_ARGUMENTS, f"--metric {metric.name}: {problem}")
-    return scoring
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from modeldeploy.optimize.evaluate import (
     judge,
     measure_latency,
     outputs_of,
+    require_applicable,
     scoring_for,
     size_of,
 )
@@ -143,6 +144,8 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
             train = _dataset(train_file, signature)
             metric = METRICS[opts.metric]
             evaluation_data = _dataset(eval_file, signature, metric.task, f"metric {metric.name}")
+            if evaluation_data is not None:
+                require_applicable(metric, opts.top_k, signature.num_classes)
             log.info(
                 "datasets checked",
                 stage="data",
