@@ -116,7 +116,8 @@ def test_a_single_output_binary_model_is_read_as_logit_or_probability(
     assert run.code == 0, run.stderr
     evaluation = json.loads((out / "1" / "report.json").read_text())["evaluation"]
     assert evaluation["before"] == 1.0, "a perfect classifier is scored perfect, logit or probability"
-    assert evaluation["decision"]["binaryThreshold"] == threshold
+    kind = "logit" if threshold == 0.0 else "probability"
+    assert evaluation["decision"] == {"task": "classification", "binaryOutput": kind, "binaryThreshold": threshold}
     assert evaluation["metrics"]["auc"] == {"before": 1.0, "after": 1.0}
 
 

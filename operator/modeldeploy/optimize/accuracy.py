@@ -52,6 +52,7 @@ class Scoring:
     task: Task
     threshold: float = PROBABILITY_THRESHOLD  # a single binary output: 0.5 (probability) or 0 (logit)
     top_k: int = DEFAULT_TOP_K
+    single_output: bool = False  # the threshold was decided (one output); argmax otherwise
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,8 @@ class SliceGate:
 
     def message(self) -> str:
         worst = self.worst
+        if not self.classes + self.slices:
+            return "no classes or slices to measure"
         if worst is None or worst.before is None or worst.after is None or worst.drop is None:
             return f"no class or slice has {self.min_examples} examples or more: no slice judged"
         limit = None if self.max_drop is None else ("maxSliceAccuracyDrop", self.max_drop)
@@ -282,7 +284,7 @@ def scoring_for(metric: Metric, baseline_outputs: npt.NDArray[Any], *, sigmoid: 
     width = output_width(baseline_outputs)
     threshold = decision_threshold(baseline_outputs, ends_in_sigmoid=sigmoid) if width == 1 else PROBABILITY_THRESHOLD
     require_applicable(metric, top_k, width)
-    return Scoring(task=metric.task, threshold=threshold, top_k=top_k)
+    return Scoring(task=metric.task, threshold=threshold, top_k=top_k, single_output=width == 1)
 
 
 def require_applicable(metric: Metric, top_k: int, outputs: int) -> None:

@@ -41,8 +41,10 @@ class Evaluation:
         decision: dict[str, Any] = {}
         if self.scoring is not None:
             decision = {"task": self.scoring.task.value}
-            if self.scoring.task is Task.CLASSIFICATION:
+            if self.scoring.single_output and self.scoring.task is Task.CLASSIFICATION:
+                decision["binaryOutput"] = "probability" if self.scoring.threshold else "logit"
                 decision["binaryThreshold"] = self.scoring.threshold
+            elif self.scoring.task is Task.CLASSIFICATION:
                 decision["topK"] = self.scoring.top_k
         out: dict[str, Any] = {
             "decision": decision,
