@@ -82,12 +82,13 @@ def fit_to_model(
     input_shape: tuple[int | None, ...],
     input_dtype: str,
     num_classes: int,
-    task: Task = Task.CLASSIFICATION,
+    task: Task | None = Task.CLASSIFICATION,
     purpose: str = "fine-tuning",
 ) -> Dataset:
     """Check the dataset against the model's per-example input shape and outputs; cast x and y.
 
-    `task` is what `purpose` (fine-tuning, or the quality gate's metric) needs y to hold.
+    `task` is what `purpose` (fine-tuning, or the quality gate's metric) needs y to hold; None when
+    y is not read (int8 calibration uses x only).
     """
     shape = tuple(dataset.x.shape[1:])
     compatible = len(shape) == len(input_shape) and all(
@@ -96,6 +97,8 @@ def fit_to_model(
     if not compatible:
         pretty = tuple("None" if d is None else d for d in input_shape)
         raise _invalid(dataset.uri, f"examples have shape {shape}, the model expects {pretty}".replace("'", ""))
+    if task is None:
+        return Dataset(uri=dataset.uri, x=dataset.x.astype(input_dtype), y=dataset.y, slices=dataset.slices)
     try:
         found = decide_task(dataset.y, num_classes, task)
     except ValueError as exc:

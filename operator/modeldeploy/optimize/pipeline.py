@@ -73,9 +73,7 @@ def _fetch_dataset(uri: str | None, work: Path, opts: Options, what: str) -> Fet
     return fetch(uri, work, pvc_root=opts.pvc_root, what=what)
 
 
-def _dataset(
-    fetched: Fetched | None, signature: ModelSignature, task: Task = Task.CLASSIFICATION, purpose: str = "fine-tuning"
-) -> Dataset | None:
+def _dataset(fetched: Fetched | None, signature: ModelSignature, task: Task | None, purpose: str) -> Dataset | None:
     if fetched is None:
         return None
     dataset = load_npz(fetched.path, fetched.uri)
@@ -141,7 +139,9 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                 classes=signature.num_classes,
             )
         with log.stage("data"):
-            train = _dataset(train_file, signature)
+            # Fine-tuning reads class labels; int8 calibration reads x only (a regression model's too).
+            labels = Task.CLASSIFICATION if opts.fine_tune_epochs else None
+            train = _dataset(train_file, signature, labels, "fine-tuning")
             metric = METRICS[opts.metric]
             evaluation_data = _dataset(eval_file, signature, metric.task, f"metric {metric.name}")
             if evaluation_data is not None:
