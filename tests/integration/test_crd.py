@@ -98,6 +98,11 @@ def test_get_modeldeployments_shows_the_printer_columns(control_plane: ControlPl
             "give exactly one of secretName and configMapName",
             id="key-reference-without-object",
         ),
+        pytest.param(
+            {"optimization": {"evaluation": {"maxSliceAccuracyDrop": 0.05}}},
+            "evaluation.maxSliceAccuracyDrop needs evaluation.datasetUri",
+            id="slice-gate-without-data",
+        ),
     ],
 )
 def test_invalid_modeldeployment_is_rejected_with_the_cel_message(

@@ -80,6 +80,9 @@ def test_model_deployment_goes_from_optimization_to_ready(
     assert result["optimizedBytes"] < result["originalBytes"], result
     assert result["artifactFormat"].startswith("tflite"), result
     assert abs(result["accuracyBefore"] - result["accuracyAfter"]) <= 0.05
+    # The worst class travels from the optimizer's termination message to status.
+    assert result["metric"] == "accuracy" and result["worstSlice"]["name"].startswith("class="), result
+    assert result["worstSlice"]["examples"] >= 30 and result["worstSlice"]["after"] <= 1.0, result
     assert status["optimizedSummary"] == "dynamic" and "MB/" in status["sizeSummary"]
     assert status["url"] == f"http://digits.{namespace}.svc:8501/v1/models/digits"
     # the artifact is really where the Deployment mounts it, in TF Serving's layout

@@ -50,6 +50,14 @@ def pvc_parts(uri: str) -> tuple[str, str]:
 
 class Metric(StrEnum):
     ACCURACY = "accuracy"
+    TOP_K_ACCURACY = "topKAccuracy"
+    AUC = "auc"
+    MSE = "mse"
+    MAE = "mae"
+
+
+DEFAULT_TOP_K = 5
+DEFAULT_MIN_SLICE_EXAMPLES = 30
 
 
 class ServiceType(StrEnum):
@@ -256,19 +264,74 @@ class Pruning(ApiModel):
 
 
 class Evaluation(ApiModel):
-    """The quality gate: the optimized model must stay within maxAccuracyDrop of the original."""
+    """The quality gate: the optimized model must stay within maxAccuracyDrop of the original, and
+    its worst class or slice within maxSliceAccuracyDrop."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "!has(self.maxSliceAccuracyDrop) || has(self.datasetUri)",
+            "evaluation.maxSliceAccuracyDrop needs evaluation.datasetUri",
+            ".maxSliceAccuracyDrop",
+        ),
+    )
 
     dataset_uri: Uri | None = Field(
         default=None,
-        description="Evaluation data (.npz with arrays x and y). Without it there is no quality gate.",
+        description=(
+            "Evaluation data (.npz with arrays x and y, and optionally slice: a group label per example, "
+            "integers or strings). Without it there is no quality gate."
+        ),
     )
-    metric: Metric = Field(default=Metric.ACCURACY, description="The metric compared: accuracy.")
+    metric: Metric = Field(
+        default=Metric.ACCURACY,
+        description=(
+            "The metric compared. Classification (y holds class indices): accuracy, topKAccuracy (the "
+            "true class among the topK highest scores), auc (binary models: area under the ROC curve). "
+            "Regression (y holds float targets, one per output): mse, mae. A model with one output and y "
+            "of 0s and 1s is a binary classifier unless the metric is mse or mae."
+        ),
+    )
     max_accuracy_drop: float = Field(
         default=0.01,
         ge=0.0,
         le=1.0,
-        description="Largest accepted drop of the metric, as a fraction (0.01 = one point).",
+        description=(
+            "Largest accepted drop of the metric, as a fraction (0.01 = one point); for mse and mae, the "
+            "largest accepted rise relative to the original's value (0.01 = 1 % worse)."
+        ),
     )
+    top_k: int = Field(
+        default=DEFAULT_TOP_K,
+        ge=2,
+        le=1000,
+        description="k of topKAccuracy, 2 to 1000; the model must have more than k classes.",
+    )
+    max_slice_accuracy_drop: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Largest accepted drop of the metric on the worst class, or the worst value of the evaluation "
+            "data's slice array, in maxAccuracyDrop's terms. Unset (the default): slices are measured and "
+            "reported, not gated. Keep it above 1/minSliceExamples: one changed prediction moves a slice "
+            "of n examples by 1/n."
+        ),
+    )
+    min_slice_examples: int = Field(
+        default=DEFAULT_MIN_SLICE_EXAMPLES,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Classes and slices with fewer evaluation examples are reported but not gated, so a tiny "
+            "slice does not fail the gate on noise."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_slices(self) -> Evaluation:
+        if self.max_slice_accuracy_drop is not None and not self.dataset_uri:
+            raise ValueError(self.cel_rules[0].message)
+        return self
 
 
 class Optimization(ApiModel):

@@ -46,6 +46,15 @@ class LayerSparsity(ApiModel):
     conv: float | None = Field(default=None, description="Fraction of zero weights in convolution kernels.")
 
 
+class WorstSlice(ApiModel):
+    """The class or slice of the evaluation data that lost most to optimization."""
+
+    name: str = Field(description="class=N, or slice=VALUE for a value of the evaluation data's slice array.")
+    before: float = Field(description="The metric on this slice before optimization.")
+    after: float = Field(description="The metric on this slice after optimization.")
+    examples: int = Field(description="Evaluation examples in this slice.")
+
+
 class OptimizationResult(ApiModel):
     """What the optimizer reported for the artifact being served or built."""
 
@@ -75,6 +84,13 @@ class OptimizationResult(ApiModel):
     )
     source_signer: str | None = Field(
         default=None, description="Who signed the source model (spec.model.signature), as verified before any work."
+    )
+    metric: str | None = Field(
+        default=None, description="The quality metric of accuracyBefore/After: accuracy, topKAccuracy, auc, mse, mae."
+    )
+    worst_slice: WorstSlice | None = Field(
+        default=None,
+        description="The class or slice that lost most (among those with at least minSliceExamples examples).",
     )
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 
 from modeldeploy.contract.formats import ModelFormat, Quantization
+from modeldeploy.optimize.accuracy import DEFAULT_TOP_K, METRICS
 from modeldeploy.optimize.options import (
     DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_MIN_SLICE_EXAMPLES,
     DEFAULT_PVC_ROOT,
     DEFAULT_TERMINATION_MESSAGE_PATH,
     MAX_SPARSITY,
@@ -38,11 +40,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--train-data", metavar="URI", help=".npz with x, y: fine-tuning and int8 calibration")
     add("--quantization", metavar=_choices(Quantization), help="post-training quantization (none)")
     add("--eval-data", metavar="URI", help=".npz with x, y: quality before/after and the gate")
-    add("--metric", metavar="NAME", help="quality metric of the gate (accuracy)")
+    add("--metric", metavar="{" + ",".join(METRICS) + "}", help="quality metric of the gate (accuracy)")
     add(
         "--max-accuracy-drop",
         metavar="F",
-        help=f"largest allowed drop, as a fraction: 0.01 = 1 point ({DEFAULT_MAX_ACCURACY_DROP})",
+        help=f"largest allowed drop, as a fraction: 0.01 = 1 point; mse/mae: 1 %% worse ({DEFAULT_MAX_ACCURACY_DROP})",
+    )
+    add("--top-k", metavar="K", help=f"k of topKAccuracy: the true class among the k highest scores ({DEFAULT_TOP_K})")
+    add(
+        "--max-slice-accuracy-drop",
+        metavar="F",
+        help="largest allowed drop of the worst class or slice (the eval data's `slice` array); unset: not gated",
+    )
+    add(
+        "--min-slice-examples",
+        metavar="N",
+        help=f"classes and slices with fewer examples are reported, not gated ({DEFAULT_MIN_SLICE_EXAMPLES})",
     )
     add(
         "--source-signature",

@@ -14,7 +14,7 @@ import json
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from modeldeploy.contract.failures import Failure
@@ -32,6 +32,27 @@ class Sparsity(BaseModel):
     model_config = ConfigDict(frozen=True)
     dense: float | None = None
     conv: float | None = None
+
+
+MAX_SLICE_NAME = 128  # the summary must fit the termination message whatever the slice labels are
+
+
+class WorstSlice(BaseModel):
+    """The class or slice of the evaluation data that lost most to optimization (gated ones only)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    """`class=3`, or `slice=VALUE` for a value of the eval data's `slice` array."""
+    before: float
+    after: float
+    examples: int
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _short(cls, value: object) -> object:
+        if isinstance(value, str) and len(value) > MAX_SLICE_NAME:
+            return value[: MAX_SLICE_NAME - 3] + "..."
+        return value
 
 
 class OptimizerSummary(BaseModel):
@@ -70,6 +91,8 @@ class OptimizerSummary(BaseModel):
     """sha256 of the published signature bundle (model.sig)."""
     source_signer: str | None = None
     """Who signed the source model, when its signature was verified before any work."""
+    worst_slice: WorstSlice | None = None
+    """The metric before and after on the class or slice that lost most (report.json has them all)."""
 
     @classmethod
     def failed(cls, reason: Failure, message: str) -> OptimizerSummary:

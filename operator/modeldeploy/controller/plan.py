@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.reasons import Reason
-from modeldeploy.api.status import LayerSparsity, ModelDeploymentStatus, OptimizationResult
+from modeldeploy.api.status import LayerSparsity, ModelDeploymentStatus, OptimizationResult, WorstSlice
 from modeldeploy.controller.builders import (
     Owner,
     build_job,
@@ -75,6 +75,8 @@ def result_from_job(job: JobView) -> OptimizationResult:
         signer=s.signer,
         signature_sha256=s.signature_sha256,
         source_signer=s.source_signer,
+        metric=s.metric,
+        worst_slice=WorstSlice.model_validate(s.worst_slice.model_dump()) if s.worst_slice else None,
     )
 
 

@@ -6,7 +6,8 @@ the LiteRT interpreter (ai-edge-litert, falling back to tf.lite.Interpreter) or 
 A Keras model in memory can be called the same way (`KerasPredictor`, for the conversion check).
 Latency is per example (batch of one), after a warm-up, as p50 and p95 in milliseconds. Sizes are
 raw bytes and gzip -9 bytes (for a folder, summed per file). The gate compares the metric before and
-after and fails with QualityGateFailed when the loss exceeds the allowed drop.
+after and fails with QualityGateFailed when the loss exceeds the allowed drop (`maxAccuracyDrop`),
+or when the worst class or slice (`slices`) lost more than `maxSliceAccuracyDrop`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,19 @@ import numpy as np
 import numpy.typing as npt
 
 from modeldeploy.contract.failures import Failure
-from modeldeploy.optimize.accuracy import METRICS, Metric
+from modeldeploy.optimize.accuracy import (
+    METRICS,
+    PROBABILITY_THRESHOLD,
+    Metric,
+    Scoring,
+    applicable,
+    change,
+    decision_threshold,
+    output_width,
+)
 from modeldeploy.optimize.convert import SIGNATURE_KEY, ModelSignature
 from modeldeploy.optimize.errors import OptimizeError
+from modeldeploy.optimize.slices import CLASS, SliceMetric, measure_slices, worst_slice
 
 LATENCY_EXAMPLES = 200
 LATENCY_WARMUP = 10
@@ -164,48 +175,178 @@ def size_of(path: Path) -> Size:
     return Size(bytes=raw, gzip_bytes=zipped)
 
 
+def _amount(metric: Metric, value: float) -> str:
+    number = f"{value * 100.0:.1f}"
+    if metric.unit == "points":
+        return f"{number} point" if number == "1.0" else f"{number} points"
+    return f"{number}{metric.unit}"
+
+
+def _value(metric: Metric, value: float) -> str:
+    return f"{value:.4g}" if metric.relative else f"{value:.3f}"
+
+
+def describe_change(metric: Metric, before: float, after: float, drop: float, limit: tuple[str, float] | None) -> str:
+    """'accuracy dropped 2.5 points (0.950 -> 0.925), above maxAccuracyDrop 1.0 point'."""
+    worse, better = ("dropped", "rose") if metric.higher_is_better else ("rose", "fell")
+    verb = worse if drop >= 0 else better
+    text = f"{metric.name} {verb} {_amount(metric, abs(drop))} ({_value(metric, before)} -> {_value(metric, after)})"
+    if limit is None:
+        return text
+    name, max_drop = limit
+    relation = "above" if drop > max_drop + GATE_EPSILON else "within"
+    return f"{text}, {relation} {name} {_amount(metric, max_drop)}"
+
+
+GATE_EPSILON = 1e-9  # a drop equal to the limit passes, whatever the float rounding
+
+
 @dataclass(frozen=True)
 class GateResult:
     metric: str
     before: float
     after: float
-    drop: float  # positive = worse, in the metric's own units (a fraction for accuracy)
+    drop: float  # positive = worse: a fraction for accuracy, a relative rise for mse and mae
     max_drop: float
     passed: bool
 
     def message(self) -> str:
         metric = METRICS[self.metric]
-        scale = 100.0 if metric.unit == "points" else 1.0
-
-        def amount(value: float) -> str:
-            number = f"{value * scale:.1f}"
-            return f"{number} point" if number == "1.0" else f"{number} {metric.unit}"
-
-        verb = "dropped" if self.drop >= 0 else "rose"
-        limit = f"max{self.metric[:1].upper()}{self.metric[1:]}Drop"
-        relation = "above" if not self.passed else "within"
-        return (
-            f"{self.metric} {verb} {amount(abs(self.drop))} ({self.before:.3f} -> {self.after:.3f}), "
-            f"{relation} {limit} {amount(self.max_drop)}"
-        )
+        return describe_change(metric, self.before, self.after, self.drop, ("maxAccuracyDrop", self.max_drop))
 
 
 def check_gate(metric: Metric, before: float, after: float, max_drop: float) -> GateResult:
-    drop = before - after if metric.higher_is_better else after - before
+    drop = change(metric, before, after)
     return GateResult(
         metric=metric.name,
         before=before,
         after=after,
         drop=drop,
         max_drop=max_drop,
-        passed=drop <= max_drop + 1e-9,
+        passed=drop <= max_drop + GATE_EPSILON,
     )
 
 
-def score(metric: Metric, predictor: Predictor, x: npt.NDArray[Any], y: npt.NDArray[Any], what: str) -> float:
+@dataclass(frozen=True)
+class SliceGate:
+    """The metric per class and per slice, and the sliced gate on the worst of them."""
+
+    metric: str
+    max_drop: float | None  # maxSliceAccuracyDrop; None = reported, not gated
+    min_examples: int
+    classes: tuple[SliceMetric, ...]
+    slices: tuple[SliceMetric, ...]
+
+    @property
+    def worst(self) -> SliceMetric | None:
+        return worst_slice(self.classes + self.slices)
+
+    @property
+    def applied(self) -> bool:
+        return self.max_drop is not None and self.worst is not None
+
+    @property
+    def passed(self) -> bool:
+        worst = self.worst
+        if self.max_drop is None or worst is None or worst.drop is None:
+            return True
+        return worst.drop <= self.max_drop + GATE_EPSILON
+
+    def message(self) -> str:
+        worst = self.worst
+        if not self.classes + self.slices:
+            return "no classes or slices to measure"
+        if worst is None or worst.before is None or worst.after is None or worst.drop is None:
+            return f"no class or slice has {self.min_examples} examples or more: no slice judged"
+        limit = None if self.max_drop is None else ("maxSliceAccuracyDrop", self.max_drop)
+        change_text = describe_change(METRICS[self.metric], worst.before, worst.after, worst.drop, limit)
+        return f"worst slice {worst.name} ({worst.examples} examples): {change_text}"
+
+
+def gate_failure(gate: GateResult, slices: SliceGate | None) -> str | None:
+    """The QualityGateFailed message, naming the worst slice when it failed; None when both gates pass."""
+    if slices is not None and not slices.passed:
+        return f"{slices.message()}; overall {gate.message()}"
+    if not gate.passed:
+        return gate.message()
+    return None
+
+
+def ends_in_sigmoid(model: Any) -> bool:
+    """Whether a Keras model's last layer applies a sigmoid (its single output is a probability)."""
+    layers = getattr(model, "layers", None) or []
+    activation = getattr(layers[-1], "activation", None) if layers else None
+    return getattr(activation, "__name__", "") == "sigmoid"
+
+
+def scoring_for(metric: Metric, baseline_outputs: npt.NDArray[Any], *, sigmoid: bool, top_k: int) -> Scoring:
+    """The per-model decisions (task, binary threshold, k); refuses a metric the model cannot be judged by."""
+    width = output_width(baseline_outputs)
+    threshold = decision_threshold(baseline_outputs, ends_in_sigmoid=sigmoid) if width == 1 else PROBABILITY_THRESHOLD
+    require_applicable(metric, top_k, width)
+    return Scoring(task=metric.task, threshold=threshold, top_k=top_k, single_output=width == 1)
+
+
+def require_applicable(metric: Metric, top_k: int, outputs: int) -> None:
+    """Refuse, before any work, a metric this model cannot be judged by (top-k, AUC)."""
+    problem = applicable(metric, Scoring(task=metric.task, top_k=top_k), outputs)
+    if problem is not None:
+        raise OptimizeError(Failure.INVALID_ARGUMENTS, f"--metric {metric.name}: {problem}")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Everything the evaluation measured: the overall gate, the slices, every applicable metric."""
+
+    scoring: Scoring
+    gate: GateResult
+    slices: SliceGate
+    metrics: dict[str, tuple[float | None, float | None]]
+
+
+def judge(
+    metric: Metric,
+    scoring: Scoring,
+    labels: npt.NDArray[Any],
+    before: npt.NDArray[Any],
+    after: npt.NDArray[Any],
+    *,
+    slices: npt.NDArray[Any] | None,
+    max_drop: float,
+    max_slice_drop: float | None,
+    min_slice_examples: int,
+) -> Judgement:
+    """Both gates and the report's metrics, from the two models' outputs on the evaluation data."""
+    was = metric.compute(labels, before, scoring)
+    now = metric.compute(labels, after, scoring)
+    if was is None or now is None:
+        raise OptimizeError(
+            Failure.INVALID_DATASET, f"{metric.name} is undefined on the evaluation data (auc needs both classes in y)"
+        )
+    width = output_width(before)
+    others = {
+        name: (other.compute(labels, before, scoring), other.compute(labels, after, scoring))
+        for name, other in METRICS.items()
+        if other.task is scoring.task and applicable(other, scoring, width) is None
+    }
+    measured = measure_slices(metric, scoring, labels, before, after, slices, min_slice_examples)
+    return Judgement(
+        scoring=scoring,
+        gate=check_gate(metric, was, now, max_drop),
+        slices=SliceGate(
+            metric=metric.name,
+            max_drop=max_slice_drop,
+            min_examples=min_slice_examples,
+            classes=tuple(part for part in measured if part.kind == CLASS),
+            slices=tuple(part for part in measured if part.kind != CLASS),
+        ),
+        metrics=others,
+    )
+
+
+def outputs_of(predictor: Predictor, x: npt.NDArray[Any], what: str) -> npt.NDArray[Any]:
     try:
-        outputs = predictor.predict(x)
+        return predictor.predict(x)
     except (ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise OptimizeError(Failure.INVALID_DATASET, f"evaluating the {what} model failed: {first[:300]}") from None
-    return metric.compute(y, outputs)

@@ -15,8 +15,9 @@ The rule, on the examples whose original outputs are finite (there must be at le
 2. close: max |candidate - original| / max |original|, the largest difference as a fraction of
    the original's output range (so logits and probabilities are judged alike), is at most the
    mode's `max_relative_error`;
-3. same decision: the top class (argmax, or the 0.5 threshold of a single sigmoid unit, as the
-   accuracy metric reads it) is the same on at least `min_top_class_agreement` of the examples.
+3. same decision: the top class (argmax; for a single output 0.5 when the original's outputs lie
+   in [0, 1], else the sign of the logit, as the accuracy metric reads it) is the same on at least
+   `min_top_class_agreement` of the examples.
 
 | mode    | max relative error | min top-class agreement | measured on the reference models (MLP, CNN)          |
 | ------- | -----------------: | ----------------------: | ---------------------------------------------------- |
@@ -44,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modeldeploy.contract.formats import Quantization
-from modeldeploy.optimize.accuracy import predicted_classes
+from modeldeploy.optimize.accuracy import decision_threshold, predicted_classes
 
 CHECK_EXAMPLES = 500  # enough for agreement to be a fraction, cheap next to conversion
 
@@ -156,7 +157,10 @@ def compare_outputs(
         both_before, both_after = before[finite], after[finite]
         scale = max(float(np.abs(both_before).max()), 1e-12)  # all-zero outputs: any difference is total
         error = float(np.abs(both_after - both_before).max()) / scale
-        agreement = float(np.mean(predicted_classes(both_before) == predicted_classes(both_after)))
+        threshold = decision_threshold(both_before)  # a single logit's class is its sign, as the gate reads it
+        agreement = float(
+            np.mean(predicted_classes(both_before, threshold) == predicted_classes(both_after, threshold))
+        )
     return FidelityCheck(
         mode=mode,
         artifact=artifact,

@@ -17,13 +17,17 @@ from typing import TypeVar
 from modeldeploy.contract.failures import Failure
 from modeldeploy.contract.formats import ModelFormat, Quantization
 from modeldeploy.contract.layout import PVC_ROOT, SIGNATURE_SUFFIX, TERMINATION_MESSAGE_PATH
-from modeldeploy.optimize.accuracy import METRICS
+from modeldeploy.optimize.accuracy import DEFAULT_TOP_K, METRICS
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import LOG_FORMATS, LogFormat
 from modeldeploy.optimize.signing import Trust
 
 MAX_SPARSITY = 0.95
 DEFAULT_MAX_ACCURACY_DROP = 0.01
+# Smaller classes and slices are reported but not gated: one changed prediction moves a slice of
+# n examples by 1/n, 3.3 points at 30 (see optimize/slices.py).
+DEFAULT_MIN_SLICE_EXAMPLES = 30
+MAX_TOP_K = 1000
 DEFAULT_PVC_ROOT = Path(PVC_ROOT)
 DEFAULT_TERMINATION_MESSAGE_PATH = Path(TERMINATION_MESSAGE_PATH)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -53,6 +57,9 @@ class Options:
     source_trust: Trust | None = None
     signing_key: Path | None = None
     """The private key the published version folder is signed with; None: not signed."""
+    top_k: int = DEFAULT_TOP_K
+    max_slice_accuracy_drop: float | None = None  # None: slices are measured and reported, not gated
+    min_slice_examples: int = DEFAULT_MIN_SLICE_EXAMPLES
 
     @property
     def prunes(self) -> bool:
@@ -146,6 +153,13 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     if metric not in METRICS:
         raise _bad("--metric", f"must be one of {'|'.join(METRICS)}, got {metric!r}")
     max_drop = _number(ns.max_accuracy_drop, "--max-accuracy-drop", DEFAULT_MAX_ACCURACY_DROP, 0.0, 1.0)
+    top_k = _integer(ns.top_k, "--top-k", DEFAULT_TOP_K, 2)
+    if top_k > MAX_TOP_K:
+        raise _bad("--top-k", f"must be at most {MAX_TOP_K}, got {top_k}")
+    max_slice_drop = None
+    if ns.max_slice_accuracy_drop not in (None, ""):  # unset: slices are reported, not gated
+        max_slice_drop = _number(ns.max_slice_accuracy_drop, "--max-slice-accuracy-drop", 0.0, 0.0, 1.0)
+    min_slice = _integer(ns.min_slice_examples, "--min-slice-examples", DEFAULT_MIN_SLICE_EXAMPLES, 1)
     log_format = (ns.log_format or "text").strip().lower()
     if log_format not in LOG_FORMATS:
         raise _bad("--log-format", f"must be one of {'|'.join(LOG_FORMATS)}, got {ns.log_format!r}")
@@ -187,6 +201,9 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         source_signature=source_signature,
         source_trust=source_trust,
         signing_key=Path(signing_key) if signing_key else None,
+        top_k=top_k,
+        max_slice_accuracy_drop=max_slice_drop,
+        min_slice_examples=min_slice,
     )
 
 

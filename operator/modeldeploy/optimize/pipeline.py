@@ -24,7 +24,7 @@ from modeldeploy.contract.failures import Failure
 from modeldeploy.contract.formats import ModelFormat, Quantization
 from modeldeploy.contract.layout import REPORT_FILE, SIGNATURE_FILE, SUMS_FILE, TFLITE_FILE
 from modeldeploy.contract.sums import tree_manifest, write_sums
-from modeldeploy.optimize.accuracy import METRICS
+from modeldeploy.optimize.accuracy import METRICS, Task
 from modeldeploy.optimize.convert import (
     ModelSignature,
     export_saved_model,
@@ -42,9 +42,12 @@ from modeldeploy.optimize.evaluate import (
     SavedModelPredictor,
     Size,
     TFLitePredictor,
-    check_gate,
+    ends_in_sigmoid,
+    judge,
     measure_latency,
-    score,
+    outputs_of,
+    require_applicable,
+    scoring_for,
     size_of,
 )
 from modeldeploy.optimize.export import check_target, publish, remove_stale_staging
@@ -72,11 +75,11 @@ def _fetch_dataset(uri: str | None, work: Path, opts: Options, what: str) -> Fet
     return fetch(uri, work, pvc_root=opts.pvc_root, what=what)
 
 
-def _dataset(fetched: Fetched | None, signature: ModelSignature) -> Dataset | None:
+def _dataset(fetched: Fetched | None, signature: ModelSignature, task: Task | None, purpose: str) -> Dataset | None:
     if fetched is None:
         return None
     dataset = load_npz(fetched.path, fetched.uri)
-    return fit_to_model(dataset, signature.input_shape, signature.input_dtype, signature.num_classes)
+    return fit_to_model(dataset, signature.input_shape, signature.input_dtype, signature.num_classes, task, purpose)
 
 
 SYNTHETIC_EXAMPLES = 200
@@ -140,8 +143,13 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                 classes=signature.num_classes,
             )
         with log.stage("data"):
-            train = _dataset(train_file, signature)
-            evaluation_data = _dataset(eval_file, signature)
+            # Fine-tuning reads class labels; int8 calibration reads x only (a regression model's too).
+            labels = Task.CLASSIFICATION if opts.fine_tune_epochs else None
+            train = _dataset(train_file, signature, labels, "fine-tuning")
+            metric = METRICS[opts.metric]
+            evaluation_data = _dataset(eval_file, signature, metric.task, f"metric {metric.name}")
+            if evaluation_data is not None:
+                require_applicable(metric, opts.top_k, signature.num_classes)
             log.info(
                 "datasets checked",
                 stage="data",
@@ -167,8 +175,9 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
             raise OptimizeError(Failure.CONVERSION_MISMATCH, fidelity.message())
         with log.stage("evaluate"):
             measured = _evaluate(opts, loaded, optimized_dir, tflite, train, evaluation_data, fidelity, log)
-        if measured.evaluation is not None and not measured.evaluation.gate.passed:
-            raise OptimizeError(Failure.QUALITY_GATE_FAILED, measured.evaluation.gate.message())
+        failed = measured.evaluation.failure() if measured.evaluation is not None else None
+        if failed is not None:
+            raise OptimizeError(Failure.QUALITY_GATE_FAILED, failed)
         with log.stage("bundle"):
             bundle = work / "bundle"
             report = _bundle(
@@ -322,13 +331,33 @@ def _evaluate(
     candidate = _candidate(loaded, optimized_dir, tflite)
     evaluation = None
     if evaluation_data is not None:
-        before = score(metric, baseline, evaluation_data.x, evaluation_data.y, "baseline")
-        after = score(metric, candidate, evaluation_data.x, evaluation_data.y, "optimized")
-        gate = check_gate(metric, before, after, opts.max_accuracy_drop)
-        evaluation = Evaluation(
-            metric=metric.name, examples=len(evaluation_data), data_uri=display_uri(evaluation_data.uri), gate=gate
+        before = outputs_of(baseline, evaluation_data.x, "baseline")
+        after = outputs_of(candidate, evaluation_data.x, "optimized")
+        # Decided on the original's outputs, then applied alike to both: a logit is read by its sign.
+        scoring = scoring_for(metric, before, sigmoid=ends_in_sigmoid(loaded.keras_model), top_k=opts.top_k)
+        judged = judge(
+            metric,
+            scoring,
+            evaluation_data.y,
+            before,
+            after,
+            slices=evaluation_data.slices,
+            max_drop=opts.max_accuracy_drop,
+            max_slice_drop=opts.max_slice_accuracy_drop,
+            min_slice_examples=opts.min_slice_examples,
         )
-        log.info(gate.message(), stage="evaluate", before=round(before, 4), after=round(after, 4))
+        gate = judged.gate
+        evaluation = Evaluation(
+            metric=metric.name,
+            examples=len(evaluation_data),
+            data_uri=display_uri(evaluation_data.uri),
+            gate=gate,
+            slice_gate=judged.slices,
+            metrics=judged.metrics,
+            scoring=scoring,
+        )
+        log.info(gate.message(), stage="evaluate", before=round(gate.before, 4), after=round(gate.after, 4))
+        log.info(judged.slices.message(), stage="evaluate", slices=len(judged.slices.classes + judged.slices.slices))
     else:
         log.warning("no --eval-data: quality not measured, no quality gate", stage="evaluate")
     latency_x, latency_data = _inputs(loaded.signature, train, evaluation_data)

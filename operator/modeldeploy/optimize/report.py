@@ -1,6 +1,7 @@
 """What a run produced, in two shapes: `report.json` beside the model and the termination message.
 
-`report.json` is the full record (sizes, per-layer sparsity, the conversion check, metric before and after, latency,
+`report.json` is the full record (sizes, per-layer sparsity, the conversion check, metrics before and after overall,
+per class and per slice with the worst slice, latency,
 stage timings, sha256 of each artifact). The termination message is one line of compact JSON under
 4096 bytes that Kubernetes copies into the Pod's status, where the operator reads `result`,
 `reason` and the headline numbers without mounting the volume.
@@ -12,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modeldeploy.contract.summary import OptimizerSummary, Result, Sparsity
-from modeldeploy.optimize.evaluate import GateResult, Latency, Size
+from modeldeploy.contract.summary import OptimizerSummary, Result, Sparsity, WorstSlice
+from modeldeploy.optimize.accuracy import Scoring, Task
+from modeldeploy.optimize.evaluate import GateResult, Latency, Size, SliceGate, gate_failure
 from modeldeploy.optimize.fidelity import FidelityCheck
 from modeldeploy.optimize.prune import PruneReport
 
@@ -26,6 +28,50 @@ class Evaluation:
     examples: int
     data_uri: str
     gate: GateResult
+    slice_gate: SliceGate | None = None
+    metrics: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)  # name: (before, after)
+    scoring: Scoring | None = None
+
+    def failure(self) -> str | None:
+        """Why the quality gate fails (the overall drop, or the worst slice's); None when it passes."""
+        return gate_failure(self.gate, self.slice_gate)
+
+    def slices_json(self) -> dict[str, Any]:
+        """Per-class and per-slice metrics and the sliced gate, as report.json records them."""
+        decision: dict[str, Any] = {}
+        if self.scoring is not None:
+            decision = {"task": self.scoring.task.value}
+            if self.scoring.single_output and self.scoring.task is Task.CLASSIFICATION:
+                decision["binaryOutput"] = "probability" if self.scoring.threshold else "logit"
+                decision["binaryThreshold"] = self.scoring.threshold
+            elif self.scoring.task is Task.CLASSIFICATION:
+                decision["topK"] = self.scoring.top_k
+        out: dict[str, Any] = {
+            "decision": decision,
+            "metrics": {
+                name: {"before": _round(was), "after": _round(now)} for name, (was, now) in self.metrics.items()
+            },
+        }
+        sliced = self.slice_gate
+        if sliced is not None:
+            worst = sliced.worst
+            out["classes"] = [part.to_json() for part in sliced.classes]
+            out["slices"] = [part.to_json() for part in sliced.slices]
+            out["sliceGate"] = {
+                "maxDrop": sliced.max_drop,
+                "minExamples": sliced.min_examples,
+                "gate": ("Passed" if sliced.passed else "Failed") if sliced.applied else "Skipped",
+                "worstSlice": worst.to_json() if worst is not None else None,
+                "message": sliced.message(),
+            }
+        return out
+
+    def worst_slice(self) -> WorstSlice | None:
+        worst = self.slice_gate.worst if self.slice_gate is not None else None
+        if worst is None or worst.before is None or worst.after is None:
+            return None
+        before, after = round(worst.before, 4), round(worst.after, 4)
+        return WorstSlice(name=worst.name, before=before, after=after, examples=worst.examples)
 
 
 @dataclass(frozen=True)
@@ -83,6 +129,7 @@ class Report:
                 "maxDrop": gate.max_drop,
                 "gate": "Passed" if gate.passed else "Failed",
                 "message": gate.message(),
+                **self.evaluation.slices_json(),
             }
         pruning: dict[str, Any] = {"requested": self.requested_sparsity, "achieved": self.sparsity()}
         if self.prune is not None:
@@ -170,7 +217,12 @@ class Report:
             signer=self.signer,
             signature_sha256=signature_sha256,
             source_signer=self.source_signer,
+            worst_slice=self.evaluation.worst_slice() if self.evaluation is not None else None,
         )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def _size(size: Size) -> dict[str, int]:
@@ -217,6 +269,19 @@ def summary_from_report(
         signer=report.get("signing", {}).get("signer"),
         signature_sha256=signature_sha256,
         source_signer=report.get("signing", {}).get("sourceSigner"),
+        worst_slice=_worst_slice_from(evaluation.get("sliceGate")) if evaluated else None,
+    )
+
+
+def _worst_slice_from(slice_gate: Any) -> WorstSlice | None:
+    worst = slice_gate.get("worstSlice") if isinstance(slice_gate, dict) else None
+    if not isinstance(worst, dict) or worst.get("before") is None or worst.get("after") is None:
+        return None
+    return WorstSlice(
+        name=str(worst.get("name")),
+        before=round(float(worst["before"]), 4),
+        after=round(float(worst["after"]), 4),
+        examples=int(worst.get("examples", 0)),
     )
 
 

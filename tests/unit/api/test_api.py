@@ -120,3 +120,17 @@ def test_the_status_the_api_server_keeps_is_ignored_when_parsing_specs(minimal: 
     minimal["status"] = {"anything": "the operator wrote"}
     minimal["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     assert parse_model_deployment(minimal).name == "digits"
+
+
+def test_a_slice_gate_needs_evaluation_data(minimal: dict[str, Any]) -> None:
+    minimal["spec"]["optimization"] = {"evaluation": {"maxSliceAccuracyDrop": 0.05}}
+    assert problems(minimal) == [
+        "spec.optimization.evaluation: evaluation.maxSliceAccuracyDrop needs evaluation.datasetUri"
+    ]
+    minimal["spec"]["optimization"]["evaluation"]["datasetUri"] = "pvc://models/eval.npz"
+    evaluation = parse_model_deployment(minimal).spec.optimization.evaluation
+    assert (evaluation.metric, evaluation.top_k, evaluation.min_slice_examples) == ("accuracy", 5, 30)
+    minimal["spec"]["optimization"]["evaluation"].update(metric="f1", topK=1)
+    found = problems(minimal)
+    assert any(p.startswith("spec.optimization.evaluation.metric: Input should be 'accuracy'") for p in found), found
+    assert "spec.optimization.evaluation.topK: Input should be greater than or equal to 2" in found

@@ -6,7 +6,7 @@ import json
 
 from modeldeploy.contract.failures import Failure
 from modeldeploy.contract.layout import TERMINATION_LIMIT_BYTES
-from modeldeploy.contract.summary import OptimizerSummary, Result, Sparsity, parse_summary
+from modeldeploy.contract.summary import OptimizerSummary, Result, Sparsity, WorstSlice, parse_summary
 
 
 def test_a_summary_survives_the_round_trip() -> None:
@@ -48,3 +48,34 @@ def test_the_summary_is_found_after_log_lines_and_others_are_not_summaries() -> 
 def test_a_newer_optimizer_s_extra_fields_are_ignored() -> None:
     parsed = parse_summary('{"result": "Succeeded", "version": 1, "signerIdentity": "ci@example.com"}')
     assert parsed is not None and parsed.succeeded and parsed.version == 1
+
+
+def test_the_worst_slice_round_trips_and_a_huge_slice_label_keeps_the_line_under_the_limit() -> None:
+    worst = WorstSlice(name="slice=" + "é" * 5000, before=0.9512, after=0.8, examples=2**31)
+    assert len(worst.name) == 128 and worst.name.endswith("...")
+    every_field = OptimizerSummary(
+        result=Result.SUCCEEDED,
+        version=2**31 - 1,
+        format="tflite-float16",
+        original_bytes=2**62,
+        optimized_bytes=2**62,
+        original_gzip_bytes=2**62,
+        optimized_gzip_bytes=2**62,
+        sparsity=Sparsity(dense=0.123456789, conv=0.987654321),
+        metric="topKAccuracy",
+        accuracy_before=0.123456789,
+        accuracy_after=0.987654321,
+        gate="Passed",
+        latency_p50_ms=123456.789,
+        latency_p95_ms=123456.789,
+        artifact_sha256="a" * 64,
+        duration_seconds=123456.78,
+        manifest_sha256="b" * 64,
+        reused=True,
+        worst_slice=worst,
+    )
+    line = every_field.to_line()
+    assert len(line.encode()) < TERMINATION_LIMIT_BYTES
+    assert parse_summary(line) == every_field, "nothing was dropped to fit"
+    failed = OptimizerSummary.failed(Failure.QUALITY_GATE_FAILED, "worst slice " + "x" * 10_000)
+    assert len(failed.to_line().encode()) < TERMINATION_LIMIT_BYTES

@@ -14,6 +14,7 @@ from md_examples import EXAMPLES, load_example
 from modeldeploy.api import ModelDeployment, parse_model_deployment
 from modeldeploy.controller.builders import Owner, build_hpa, build_pdb, desired_artifact, render_all
 from modeldeploy.controller.builders.artifacts import artifact_hash
+from modeldeploy.controller.builders.job import build_job
 from modeldeploy.controller.builders.tfserving import batching_config, model_config, server_args
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -247,3 +248,22 @@ def test_network_policy_admits_only_the_serving_ports(make_md: Callable[..., Mod
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [8500, 8501]
     assert "from" not in policy["spec"]["ingress"][0], "any client may call the model"
+
+
+def test_the_job_passes_the_slice_gate_and_the_hash_of_older_specs_is_kept(
+    make_md: Callable[..., ModelDeployment],
+) -> None:
+    evaluation = {"datasetUri": "pvc://models/eval.npz"}
+    plain = make_md(spec={"optimization": {"evaluation": evaluation}})
+    args = build_job(plain, None)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--top-k=5" in args and "--min-slice-examples=30" in args
+    assert not any(arg.startswith("--max-slice-accuracy-drop") for arg in args), "unset: not gated"
+    # Fields added with the sliced gate count only when set: an upgrade re-optimizes nothing.
+    assert artifact_hash(make_md().spec) == "f7fbef4a9fe201f8"
+    assert artifact_hash(plain.spec) == "d23b5c2f3419f913"
+    gated = make_md(spec={"optimization": {"evaluation": {**evaluation, "maxSliceAccuracyDrop": 0.05}}})
+    args = build_job(gated, None)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--max-slice-accuracy-drop=0.05" in args
+    assert artifact_hash(gated.spec) != artifact_hash(plain.spec)
+    top3 = make_md(spec={"optimization": {"evaluation": {**evaluation, "topK": 3}}})
+    assert artifact_hash(top3.spec) != artifact_hash(plain.spec)

@@ -304,3 +304,17 @@ def test_ready_stays_true_while_a_new_version_rolls_out(make_md: Callable[..., M
         v2, Observed(jobs={job.artifact_hash: job}, deployment=nothing_available), ModelDeploymentStatus(), OWNER, NOW
     )
     assert {c.type: c for c in p.status.conditions}["Ready"].status == "False"
+
+
+def test_the_worst_slice_of_the_summary_reaches_status_optimization(make_md: Callable[..., ModelDeployment]) -> None:
+    evaluation = {**EVAL, "maxSliceAccuracyDrop": 0.1}
+    md = make_md(spec={"optimization": {"quantization": "float16", "evaluation": evaluation}})
+    worst = {"name": "slice=night", "before": 1.0, "after": 0.925, "examples": 40}
+    line = OptimizerSummary.model_validate({**SUMMARY, "metric": "accuracy", "worstSlice": worst}).to_line()
+    summary = parse_summary(f"progress\n{line}\n")  # as the operator reads the pod's termination message
+    digest = desired_artifact(md.name, md.spec).hash
+    job = JobView(job_name(md.name, digest), digest, "Succeeded", summary=summary)  # type: ignore[arg-type]
+    p = plan(md, Observed(jobs={digest: job}), ModelDeploymentStatus(), OWNER, NOW)
+    assert p.status.optimization is not None
+    written = p.status.to_api()["optimization"]
+    assert written["worstSlice"] == worst and written["metric"] == "accuracy"

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy.api import ModelDeployment
-from modeldeploy.api.spec import Artifacts, ModelDeploymentSpec, pvc_parts, uri_scheme
+from modeldeploy.api.spec import (
+    DEFAULT_MIN_SLICE_EXAMPLES,
+    DEFAULT_TOP_K,
+    Artifacts,
+    Evaluation,
+    ModelDeploymentSpec,
+    pvc_parts,
+    uri_scheme,
+)
 from modeldeploy.contract.formats import ModelFormat
 from modeldeploy.contract.layout import SIGNATURE_SUFFIX, pvc_path
 
@@ -46,6 +54,24 @@ class Artifact:
         return f"{MODELS_ROOT}/{self.model_name}"
 
 
+# Evaluation fields added after the first release count only when set away from their default,
+# so upgrading the operator does not re-optimize every model whose spec did not change.
+_ADDED_EVALUATION_DEFAULTS: dict[str, Any] = {
+    "top_k": DEFAULT_TOP_K,
+    "max_slice_accuracy_drop": None,
+    "min_slice_examples": DEFAULT_MIN_SLICE_EXAMPLES,
+}
+
+
+def _evaluation_key(evaluation: Evaluation) -> dict[str, Any]:
+    dumped = evaluation.model_dump(mode="json")
+    return {
+        key: value
+        for key, value in dumped.items()
+        if key not in _ADDED_EVALUATION_DEFAULTS or value != _ADDED_EVALUATION_DEFAULTS[key]
+    }
+
+
 def artifact_hash(spec: ModelDeploymentSpec) -> str:
     opt = spec.optimization
     relevant: dict[str, Any] = {
@@ -54,7 +80,7 @@ def artifact_hash(spec: ModelDeploymentSpec) -> str:
             "enabled": opt.enabled,
             "pruning": opt.pruning.model_dump(mode="json"),
             "quantization": opt.quantization.value,
-            "evaluation": opt.evaluation.model_dump(mode="json"),
+            "evaluation": _evaluation_key(opt.evaluation),
         }
         if opt.enabled
         else {"enabled": False},

@@ -85,7 +85,11 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
                 f"--eval-data={pod_uri(opt.evaluation.dataset_uri)}",
                 f"--metric={opt.evaluation.metric.value}",
                 f"--max-accuracy-drop={opt.evaluation.max_accuracy_drop}",
+                f"--top-k={opt.evaluation.top_k}",
+                f"--min-slice-examples={opt.evaluation.min_slice_examples}",
             ]
+            if opt.evaluation.max_slice_accuracy_drop is not None:
+                args.append(f"--max-slice-accuracy-drop={opt.evaluation.max_slice_accuracy_drop}")
     else:
         args.append(f"--quantization={Quantization.NONE.value}")  # conversion to SavedModel only
     return args
