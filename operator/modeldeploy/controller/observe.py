@@ -40,7 +40,7 @@ def referenced_claims(md: ModelDeployment) -> list[str]:
     claims = set(claims_read(spec))
     if needs_job(spec):
         claims.add(pvc_parts(spec.artifacts_uri(md.name))[0])
-    elif uri_scheme(desired_artifact(md.name, spec).location) == "pvc":
+    elif uri_scheme(desired_artifact(md.name, spec, md.namespace).location) == "pvc":
         claims.add(pvc_parts(spec.model.storage_uri)[0])
     return sorted(claims)
 

@@ -92,7 +92,7 @@ def previous_artifact(md: ModelDeployment, previous: ModelDeploymentStatus) -> A
 
 def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatus, owner: Owner) -> Plan:
     spec = md.spec
-    desired = desired_artifact(md.name, spec)
+    desired = desired_artifact(md.name, spec, md.namespace)
     job = observed.jobs.get(desired.hash)
 
     if observed.missing_claims:

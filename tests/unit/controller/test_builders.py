@@ -111,7 +111,7 @@ def test_tf_serving_container_follows_the_reference(make_md: Callable[..., Model
         "failureThreshold": 3,
     }
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    artifact = desired_artifact(md.name, md.spec)
+    artifact = desired_artifact(md.name, md.spec, md.namespace)
     assert mounts["/models/digits/1"]["readOnly"] is True
     assert mounts["/models/digits/1"]["subPath"] == f"modeldeploy/digits/{artifact.hash}/1"
 
@@ -180,6 +180,25 @@ def test_artifact_hash_tracks_only_what_changes_the_result(make_md: Callable[...
     assert artifact_hash(make_md(spec={"optimization": {"quantization": "float16"}}).spec) != base
 
 
+def test_artifact_identity_includes_who_fetches_the_source(make_md: Callable[..., ModelDeployment]) -> None:
+    """Same URIs, different credentials Secret, namespace or ModelDeployment: never one shared artifact
+    (one could be Ready on a model fetched with the other's credentials)."""
+    shared = {"model": {"storageUri": "s3://bucket/digits.keras"}, "artifacts": {"uri": "pvc://artifacts/shared"}}
+
+    def digest(secret: str | None, name: str = "digits", namespace: str = "ml") -> str:
+        spec = {**shared, "model": {**shared["model"], "credentialsSecret": secret}}
+        md = make_md(metadata={"name": name, "namespace": namespace}, spec=spec)
+        job = by_kind(render_all(md, OWNER))["Job"]
+        return str(job["metadata"]["labels"]["modeldeploy.io/artifact"])
+
+    base = digest("team-a-creds")
+    assert digest("team-a-creds") == base
+    assert digest("team-b-creds") != base
+    assert digest(None) != base
+    assert digest("team-a-creds", namespace="other") != base
+    assert digest("team-a-creds", name="digits-2") != base
+
+
 def test_savedmodel_without_optimization_is_served_as_is(make_md: Callable[..., ModelDeployment]) -> None:
     md = make_md(
         spec={
@@ -237,7 +256,7 @@ def test_job_mounts_source_read_only_and_artifacts_writable(make_md: Callable[..
     }
     assert claims == {"models": True, "data": True, "artifacts": False}
     args = pod["containers"][0]["args"]
-    assert f"--output=/mnt/pvc/artifacts/team-a/{artifact_hash(md.spec)}" in args
+    assert f"--output=/mnt/pvc/artifacts/team-a/{artifact_hash(md.spec, md.name, md.namespace)}" in args
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
 
 

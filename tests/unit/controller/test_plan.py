@@ -50,14 +50,14 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
 
 
 def ok_job(md: ModelDeployment, state: str = "Succeeded", **kw: Any) -> JobView:
-    digest = desired_artifact(md.name, md.spec).hash
+    digest = desired_artifact(md.name, md.spec, md.namespace).hash
     summary = OptimizerSummary.model_validate(SUMMARY) if state == "Succeeded" else None
     return JobView(job_name(md.name, digest), digest, state, summary=summary, **kw)  # type: ignore[arg-type]
 
 
 def available(md: ModelDeployment, digest: str | None = None, ready: int = 1) -> DeploymentView:
     return DeploymentView(
-        "digits", digest or desired_artifact(md.name, md.spec).hash, 2, 2, 1, ready, 1, ready > 0, "", "", ""
+        "digits", digest or desired_artifact(md.name, md.spec, md.namespace).hash, 2, 2, 1, ready, 1, ready > 0, "", "", ""
     )
 
 

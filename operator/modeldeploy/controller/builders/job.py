@@ -45,7 +45,7 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
         "optimize",
         f"--source={pod_uri(spec.model.storage_uri)}",
         f"--format={spec.model.format.value}",
-        f"--output={output_base(md.name, spec)}",
+        f"--output={output_base(md.name, spec, md.namespace)}",
         f"--version={spec.model.version}",
         f"--termination-message-path={TERMINATION_MESSAGE_PATH}",
         "--log-format=text",
@@ -96,7 +96,7 @@ def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, 
 def build_job(md: ModelDeployment, owner: Owner | None) -> Manifest:
     spec = md.spec
     opt = spec.optimization
-    digest = artifact_hash(spec)
+    digest = artifact_hash(spec, md.name, md.namespace)
     labels = {**child_labels(md.name, OPTIMIZER, spec.model.version), ARTIFACT_LABEL: digest}
     volumes, mounts = _volumes(md)
     container: dict[str, Any] = {
