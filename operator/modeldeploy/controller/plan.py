@@ -49,6 +49,8 @@ class Plan:
     create: list[Manifest] = field(default_factory=list)  # created once, never updated (Jobs)
     apply: list[Manifest] = field(default_factory=list)  # server-side applied
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    # Running optimization Jobs of artifacts the spec no longer asks for: deleted, each with an Event.
+    cancel: list[JobView] = field(default_factory=list)
 
 
 def result_from_job(job: JobView) -> OptimizationResult:
@@ -112,11 +114,13 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
 
     if needs_job(spec) and job is None:
         out.create.append(build_job(md, owner))
-    # Jobs of artifacts that are neither wanted nor serving are history: remove finished ones.
+    # Jobs of artifacts that are neither wanted nor serving are history: remove finished ones, and
+    # cancel running ones (only the newest wanted artifact may hold a CPU and a few GiB; quick edits
+    # would otherwise run one Job per edit at once and delay the version finally asked for).
     keep = {desired.hash} | ({serve.hash} if serve else set())
-    out.delete += [
-        ("Job", j.name) for j in observed.jobs.values() if j.artifact_hash not in keep and j.state != JobState.RUNNING
-    ]
+    superseded = [j for j in observed.jobs.values() if j.artifact_hash not in keep]
+    out.delete += [("Job", j.name) for j in superseded if j.state != JobState.RUNNING]
+    out.cancel += [j for j in superseded if j.state == JobState.RUNNING]
 
     policy = build_network_policy(md, owner)
     out.apply.append(policy)

@@ -25,7 +25,7 @@ from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.drift import is_subset
 from modeldeploy.controller.observe import observe, referenced_claims
 from modeldeploy.controller.plan import plan
-from modeldeploy.controller.status import EventSpec, StatusUpdate, failed_status, status_of
+from modeldeploy.controller.status import EventSpec, StatusUpdate, cancelled_event, failed_status, status_of
 from modeldeploy.k8s.client import ApiError, KubeClient
 
 log = logging.getLogger("modeldeploy.reconcile")
@@ -161,6 +161,13 @@ class Reconciler:
             if deleted:
                 result.deleted.append(f"{kind}/{child}")
                 log.info("%s/%s: deleted %s %s (no longer wanted)", namespace, name, kind, child)
+        for job in decided.cancel:
+            # Background propagation: the Job's pods go too (their processes get SIGTERM).
+            deleted = self.kube.delete("Job", namespace, job.name)
+            self.cache.delete("Job", namespace, job.name)
+            if deleted:
+                result.deleted.append(f"Job/{job.name}")
+                self._cancelled_event(raw, cancelled_event(job, decided.desired), now_dt, result)
 
         self._write_status(raw, update, old_status, now_dt, result)
         record_status_metrics(namespace, name, update.status)
@@ -209,6 +216,18 @@ class Reconciler:
             result.status_patched = True
         for event in update.events:
             self._event(raw, event, now, result)
+
+    def _cancelled_event(self, raw: dict[str, Any], event: EventSpec, now: datetime, result: ReconcileResult) -> None:
+        """An Event that is no condition's transition (so no transition metric): a cancelled Job."""
+        meta = raw["metadata"]
+        log.info("%s/%s: %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
+        try:
+            stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            self.kube.emit_event(raw, event.type, event.reason, event.message, "Cancel", stamp)
+        except ApiError as exc:  # best effort, like every Event
+            log.warning("%s/%s: could not post Event %s: %s", meta["namespace"], meta["name"], event.reason, exc)
+            return
+        result.events.append(event.reason)
 
     def _event(self, raw: dict[str, Any], event: EventSpec, now: datetime, result: ReconcileResult) -> None:
         meta = raw["metadata"]

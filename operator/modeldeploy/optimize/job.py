@@ -26,7 +26,7 @@ from modeldeploy.contract import sums
 from modeldeploy.contract.failures import SUCCESS_EXIT_CODE, Failure
 from modeldeploy.contract.layout import REPORT_FILE, SUMS_FILE
 from modeldeploy.contract.summary import OptimizerSummary
-from modeldeploy.optimize.errors import OptimizeError
+from modeldeploy.optimize.errors import OptimizeError, hide_secrets
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.options import options_from_args
 
@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, stderr: TextIO) -> int:
         return _fail(terminated, termination, log, stderr)
     except Exception as exc:
         if os.environ.get("MODELDEPLOY_DEBUG"):
-            traceback.print_exc(file=sys.stdout)
+            print(hide_secrets(traceback.format_exc()), file=sys.stdout)
         first = (str(exc).strip().splitlines() or [""])[0][:500]
         internal = OptimizeError(Failure.INTERNAL, f"{type(exc).__name__}: {first}".rstrip(": "))
         return _fail(internal, termination, log, stderr)

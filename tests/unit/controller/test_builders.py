@@ -238,7 +238,11 @@ def test_remote_savedmodel_is_fetched_by_an_init_container(make_md: Callable[...
     pod = by_kind(render_all(md))["Deployment"]["spec"]["template"]["spec"]
     (fetch,) = pod["initContainers"]
     assert fetch["args"] == ["fetch", "--source=s3://bucket/digits", "--dest=/models/digits/1"]
-    assert fetch["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    # the Secret twice: as it is for the clients, under the prefix so `fetch` knows what to redact
+    assert fetch["envFrom"] == [
+        {"secretRef": {"name": "s3-creds"}},
+        {"prefix": "MODELDEPLOY_SECRET_", "secretRef": {"name": "s3-creds"}},
+    ]
 
 
 def test_job_mounts_source_read_only_and_artifacts_writable(make_md: Callable[..., ModelDeployment]) -> None:

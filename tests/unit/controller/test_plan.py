@@ -14,7 +14,7 @@ from modeldeploy.controller.builders import Owner, desired_artifact
 from modeldeploy.controller.builders.names import job_name
 from modeldeploy.controller.drift import is_subset
 from modeldeploy.controller.plan import plan as decide
-from modeldeploy.controller.status import EventSpec, optimized_summary, status_of
+from modeldeploy.controller.status import EventSpec, cancelled_event, optimized_summary, status_of
 from modeldeploy.controller.views import DeploymentView, JobView, Observed, view_deployment, view_job
 
 OWNER = Owner(name="digits", uid="uid-1")
@@ -57,7 +57,17 @@ def ok_job(md: ModelDeployment, state: str = "Succeeded", **kw: Any) -> JobView:
 
 def available(md: ModelDeployment, digest: str | None = None, ready: int = 1) -> DeploymentView:
     return DeploymentView(
-        "digits", digest or desired_artifact(md.name, md.spec, md.namespace).hash, 2, 2, 1, ready, 1, ready > 0, "", "", ""
+        "digits",
+        digest or desired_artifact(md.name, md.spec, md.namespace).hash,
+        2,
+        2,
+        1,
+        ready,
+        1,
+        ready > 0,
+        "",
+        "",
+        "",
     )
 
 
@@ -150,6 +160,42 @@ def test_unwanted_children_and_stale_jobs_are_removed(make_md: Callable[..., Mod
         ("Job", "digits-opt-old"),
         ("PodDisruptionBudget", "digits"),
     ]
+
+
+def test_superseded_running_jobs_are_cancelled_but_never_the_wanted_or_serving_one(
+    make_md: Callable[..., ModelDeployment],
+) -> None:
+    """Quick version bumps: only the newest wanted artifact keeps a running Job; the Job of what serves
+    and of what the spec asks for stay; each cancelled Job gets one Normal Event naming it and its version."""
+    md = make_md(spec={"model": {"version": 5}})
+    wanted = ok_job(md, "Running")
+    serving = JobView("digits-opt-serving", "5erving", "Running", version="1")  # type: ignore[arg-type]
+    old_running = [JobView(f"digits-opt-v{v}", f"hash{v}", "Running", version=str(v)) for v in (2, 3, 4)]  # type: ignore[arg-type]
+    old_failed = JobView("digits-opt-failed", "failed", "Failed", version="2")  # type: ignore[arg-type]
+    jobs = {j.artifact_hash: j for j in (wanted, serving, old_failed, *old_running)}
+    previous = ModelDeploymentStatus(served_artifact="5erving", served_uri="pvc://models/x/5erving/1", served_version=1)
+    p = decide(md, Observed(jobs=jobs), previous, OWNER)
+    assert [j.name for j in p.cancel] == ["digits-opt-v2", "digits-opt-v3", "digits-opt-v4"]
+    assert p.delete == [("Job", "digits-opt-failed")]
+    assert p.create == []
+    event = cancelled_event(p.cancel[0], p.desired)
+    assert (event.type, event.reason) == ("Normal", "OptimizationCancelled")
+    assert "digits-opt-v2" in event.message and "version 2" in event.message and "version 5" in event.message
+
+
+def test_no_password_from_a_url_reaches_status_or_events(make_md: Callable[..., ModelDeployment]) -> None:
+    """Defence in depth: whatever a Job or pod reports, user info in URLs never reaches status or Events."""
+    md = make_md()
+    failed = ok_job(
+        md,
+        "Failed",
+        reason="FetchFailed",
+        message='model s3://b/m.keras: unreachable (Could not connect to "http://admin:hunter2-pw@minio:9000/b")',
+    )
+    p = plan(md, Observed(jobs={failed.artifact_hash: failed}), ModelDeploymentStatus(), OWNER, NOW)
+    texts = [c.message for c in p.status.conditions] + [e.message for e in p.events]
+    assert texts and all("hunter2-pw" not in t and "admin" not in t for t in texts), texts
+    assert any("http://***@minio:9000/b" in t for t in texts)
 
 
 def test_missing_claim_blocks_everything(make_md: Callable[..., ModelDeployment]) -> None:

@@ -14,10 +14,12 @@ from modeldeploy.api import ModelDeployment
 from modeldeploy.api.spec import pvc_parts, uri_scheme
 from modeldeploy.contract.formats import Quantization
 from modeldeploy.contract.layout import TERMINATION_MESSAGE_PATH
+from modeldeploy.contract.redact import SECRET_ENV_PREFIX
 from modeldeploy.controller.builders import names
 from modeldeploy.controller.builders.artifacts import artifact_hash, claims_read, output_base, pvc_mount_path
 from modeldeploy.controller.builders.labels import (
     ARTIFACT_LABEL,
+    MODEL_VERSION_ANNOTATION,
     OPTIMIZER,
     WORKLOAD_CHECKOV_SKIPS,
     Owner,
@@ -35,6 +37,12 @@ def pod_uri(uri: str) -> str:
         return uri
     claim, path = pvc_parts(uri)
     return f"file://{pvc_mount_path(claim)}/{path}"
+
+
+def secret_env(secret: str) -> list[dict[str, Any]]:
+    """The credentials Secret as environment: as it is (for boto3 and the GCS client), and again under
+    SECRET_ENV_PREFIX, so the program knows exactly which values to keep out of its messages."""
+    return [{"secretRef": {"name": secret}}, {"prefix": SECRET_ENV_PREFIX, "secretRef": {"name": secret}}]
 
 
 def optimizer_args(md: ModelDeployment) -> list[str]:
@@ -116,7 +124,7 @@ def build_job(md: ModelDeployment, owner: Owner | None) -> Manifest:
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if spec.model.credentials_secret:
-        container["envFrom"] = [{"secretRef": {"name": spec.model.credentials_secret}}]
+        container["envFrom"] = secret_env(spec.model.credentials_secret)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,  # the optimizer never talks to the API server
@@ -139,7 +147,7 @@ def build_job(md: ModelDeployment, owner: Owner | None) -> Manifest:
             md.namespace,
             labels,
             owner,
-            {"modeldeploy.io/model-version": str(spec.model.version), **WORKLOAD_CHECKOV_SKIPS},
+            {MODEL_VERSION_ANNOTATION: str(spec.model.version), **WORKLOAD_CHECKOV_SKIPS},
         ),
         "spec": {
             "backoffLimit": opt.backoff_limit,
