@@ -1,7 +1,7 @@
 """A test-side kubelet for optimizer pods: runs their command for real, on this machine.
 
 In the local control plane kwok fakes every pod, except those labelled
-app.kubernetes.io/component=optimizer, which it leaves alone. This executor picks those pods up once
+app.kubernetes.io/component=optimizer (or artifact-cleanup), which it leaves alone. This executor picks those pods up once
 kube-scheduler has bound them, runs the container's command locally (the real `modeldeploy
 optimize`) with the pod's environment, volumes mapped to local folders (a PersistentVolumeClaim is
 `<storage root>/<namespace>/<claim>`, an emptyDir a temporary folder, a hostPath itself), and reports
@@ -34,7 +34,8 @@ from typing import Any
 from devcluster.kubeapi import KubeApi
 
 log = logging.getLogger(__name__)
-SELECTOR = "app.kubernetes.io/component=optimizer"
+# The optimizer's pods and the artifact cleanup Jobs' pods (same image, `modeldeploy prune-artifacts`).
+SELECTOR = "app.kubernetes.io/component in (optimizer,artifact-cleanup)"
 # Other pods opt in with this label (kwok's stages skip them too): their init containers run for real
 # here, and the main container is reported running without being run (TF Serving is not installed).
 LOCAL_KUBELET_LABEL = "modeldeploy.io/local-kubelet"

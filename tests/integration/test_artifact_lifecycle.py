@@ -83,3 +83,38 @@ def test_quick_edits_leave_one_running_job_and_serve_the_last_version(
     assert all("cancelled Job edits-opt-" in note and "was building version" in note for note in cancelled), cancelled
     assert len(executor.stopped) > stopped_before, "the cancelled Jobs' processes were stopped"
     assert md["status"]["servedVersion"] == 7
+
+
+def test_old_artifacts_are_pruned_and_a_deleted_model_deployment_leaves_none(
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    storage_root: Path,
+    reference_models: Path,
+    operator_log: OperatorProcess,
+) -> None:
+    claim = make_claim(control_plane, storage_root, namespace, "models", reference_models)
+    store = claim / "modeldeploy" / "kept"
+    manifest = md_manifest("kept", namespace, 1, artifacts={"retain": 0})
+    served: list[str] = []
+    for version in (1, 2, 3):
+        manifest["spec"]["model"]["version"] = version
+        control_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        served.append(wait_served(kube, namespace, "kept", version)["status"]["servedArtifact"])
+        assert (store / served[-1] / str(version) / "saved_model.pb").is_file()
+        assert json.loads((store / served[-1] / "owner.json").read_text())["name"] == "kept"
+    # retain 0: once version 3 serves, version 1 goes; version 2 (served until just now) stays
+    wait_for("version 1's folder to be pruned", lambda: not (store / served[0]).exists(), timeout=60)
+    assert (store / served[1]).is_dir() and (store / served[2]).is_dir()
+    # someone else's folder in the same store (no owner file) is never touched
+    foreign = store / "not-ours"
+    foreign.mkdir()
+
+    control_plane.kubectl("delete", "md", "kept", "-n", namespace, "--wait=true")
+    wait_for("every artifact folder of kept to be removed", lambda: not (store / served[2]).exists(), timeout=90)
+    assert sorted(p.name for p in store.iterdir()) == ["not-ours"], "only the foreign folder is left"
+    foreign.rmdir()
+    jobs = kube.list(
+        "Job", namespace, "modeldeploy.io/model-deployment=kept,app.kubernetes.io/component=artifact-cleanup"
+    )
+    assert [j["metadata"].get("ownerReferences") for j in jobs if "-cleanup-" in j["metadata"]["name"]] == [None]

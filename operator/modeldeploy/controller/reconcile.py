@@ -21,6 +21,7 @@ from modeldeploy.api.reasons import ConditionType, Reason
 from modeldeploy.api.status import ConditionStatus, ModelDeploymentStatus
 from modeldeploy.controller import metrics
 from modeldeploy.controller.builders import Owner
+from modeldeploy.controller.builders.cleanup import build_delete_cleanup_job
 from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.drift import is_subset
 from modeldeploy.controller.observe import observe, referenced_claims
@@ -111,6 +112,7 @@ class Reconciler:
 
     def _reconcile(self, namespace: str, name: str) -> ReconcileResult:
         result = ReconcileResult()
+        self._clean_up_after_delete(namespace, name, result)  # a deleted life of this name, if any
         snapshot = self.cache.snapshot(namespace, name)
         raw = snapshot.model_deployment
         if raw is None or raw["metadata"].get("deletionTimestamp"):
@@ -172,6 +174,27 @@ class Reconciler:
         self._write_status(raw, update, old_status, now_dt, result)
         record_status_metrics(namespace, name, update.status)
         return result
+
+    def _clean_up_after_delete(self, namespace: str, name: str, result: ReconcileResult) -> None:
+        """After a ModelDeployment was deleted: a Job (owned by nothing, removed by its TTL) deletes
+        the artifact folders it built. No finalizer: a deletion never waits for the operator."""
+        body = self.cache.take_deleted(namespace, name)
+        if body is None:
+            return
+        try:
+            md = parse_model_deployment(body)
+        except InvalidModelDeployment:
+            return  # never valid: it built nothing
+        if not md.metadata.uid:
+            return
+        try:
+            self._create(namespace, name, build_delete_cleanup_job(md), result)
+        except ApiError as exc:
+            if exc.status in (403, 404):  # the namespace is going away, and its claims with it
+                log.info("%s/%s: no artifact cleanup Job: %s", namespace, name, exc.message)
+                return
+            self.cache.remember_deleted(body)  # retried with back-off
+            raise
 
     def _create(self, namespace: str, md_name: str, manifest: dict[str, Any], result: ReconcileResult) -> bool:
         """POST the object and cache the answer; False when the name is taken (409)."""

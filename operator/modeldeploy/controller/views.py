@@ -61,6 +61,8 @@ class Observed:
     conflicts: tuple[str, ...] = ()
     # artifact hash -> why its serving pods refused it (the verify-model init container's message)
     refused_artifacts: dict[str, str] = field(default_factory=dict)
+    # our artifact cleanup Jobs: name -> finished (Complete or Failed)
+    cleanup_jobs: dict[str, bool] = field(default_factory=dict)
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -103,6 +105,11 @@ def view_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
         message = conditions["Failed"].get("message", "")
         return JobView(name, digest, JobState.FAILED, job_reason, message, summary, version)
     return JobView(name, digest, JobState.RUNNING, waiting_reason, waiting_message, summary, version)
+
+
+def job_finished(job: dict[str, Any]) -> bool:
+    conditions = _conditions(job)
+    return any(conditions.get(t, {}).get("status") == "True" for t in ("Complete", "Failed"))
 
 
 def refused_artifacts(pods: list[dict[str, Any]], init_container: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from typing import TextIO
 from modeldeploy.contract import sums
 from modeldeploy.contract.failures import SUCCESS_EXIT_CODE, Failure
 from modeldeploy.contract.layout import REPORT_FILE, SUMS_FILE
+from modeldeploy.contract.owner import write_owner
 from modeldeploy.contract.summary import OptimizerSummary
 from modeldeploy.optimize.errors import OptimizeError, hide_secrets
 from modeldeploy.optimize.logs import ProgressLog
@@ -114,6 +115,11 @@ def _run(args: argparse.Namespace, stderr: TextIO) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from modeldeploy.optimize.report import write_termination_message
 
+        if options.owner is not None:
+            try:
+                write_owner(options.output, options.owner)  # first, so even a failed run's folder is owned
+            except OSError as exc:
+                raise OptimizeError(Failure.EXPORT_FAILED, f"cannot write {options.output}: {exc}") from None
         if args.reuse_complete_version and (reused := _complete_version(options.output / str(options.version))):
             problem = write_termination_message(termination, reused)
             if problem:

@@ -17,6 +17,7 @@ from typing import TypeVar
 from modeldeploy.contract.failures import Failure
 from modeldeploy.contract.formats import ModelFormat, Quantization
 from modeldeploy.contract.layout import PVC_ROOT, TERMINATION_MESSAGE_PATH
+from modeldeploy.contract.owner import ArtifactOwner, parse_owner_flag
 from modeldeploy.optimize.accuracy import METRICS
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import LOG_FORMATS, LogFormat
@@ -47,6 +48,7 @@ class Options:
     pvc_root: Path
     termination_message_path: Path | None
     log_format: LogFormat
+    owner: ArtifactOwner | None = None  # written to <output>/owner.json for the artifact cleanup
 
     @property
     def prunes(self) -> bool:
@@ -150,6 +152,11 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     if quantization is Quantization.INT8 and train_data is None and eval_data is None:
         raise _bad("--quantization", "int8 needs representative data: give --train-data or --eval-data")
     termination = ns.termination_message_path
+    owner = None
+    if getattr(ns, "owner", None):
+        owner = parse_owner_flag(ns.owner.strip())
+        if owner is None:
+            raise _bad("--owner", f"must be NAMESPACE/NAME[/UID], got {ns.owner!r}")
     return Options(
         source=source,
         format=fmt,
@@ -167,4 +174,5 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         pvc_root=pvc_root,
         termination_message_path=Path(termination) if termination else None,
         log_format="json" if log_format == "json" else "text",
+        owner=owner,
     )

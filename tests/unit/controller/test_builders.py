@@ -14,6 +14,7 @@ from md_examples import EXAMPLES, load_example
 from modeldeploy.api import ModelDeployment, parse_model_deployment
 from modeldeploy.controller.builders import Owner, build_hpa, build_pdb, desired_artifact, render_all
 from modeldeploy.controller.builders.artifacts import artifact_hash
+from modeldeploy.controller.builders.cleanup import build_delete_cleanup_job
 from modeldeploy.controller.builders.tfserving import batching_config, model_config, server_args
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -270,3 +271,24 @@ def test_network_policy_admits_only_the_serving_ports(make_md: Callable[..., Mod
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [8500, 8501]
     assert "from" not in policy["spec"]["ingress"][0], "any client may call the model"
+
+
+def test_the_cleanup_after_a_delete_outlives_its_model_deployment(make_md: Callable[..., ModelDeployment]) -> None:
+    """No owner reference (garbage collection would remove it with the deleted object before it runs),
+    a TTL so it removes itself, and only the folders this life of the object built."""
+    md = make_md(metadata={"name": "digits", "namespace": "ml", "uid": "0b5e7a5c-1111"})
+    job = build_delete_cleanup_job(md)
+    assert "ownerReferences" not in job["metadata"] and job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert job["metadata"]["name"] == "digits-cleanup-0b5e7a5c"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "artifact-cleanup"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == [
+        "prune-artifacts",
+        "--root=/mnt/pvc/models/modeldeploy/digits",
+        "--owner=ml/digits/0b5e7a5c-1111",
+        "--retain=0",
+        "--this-life-only",
+        "--remove-empty-root",
+    ]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": False}
+    assert pod["automountServiceAccountToken"] is False

@@ -91,7 +91,7 @@ def test_succeeded_job_rolls_out_the_artifact(make_md: Callable[..., ModelDeploy
     )
     job = ok_job(md)
     p = plan(md, Observed(jobs={job.artifact_hash: job}), ModelDeploymentStatus(), OWNER, NOW)
-    assert p.create == []
+    assert [c["metadata"]["name"] for c in p.create] == [f"digits-prune-{job.artifact_hash[:10]}"], "retention"
     assert kinds(p.apply) == [
         "NetworkPolicy",
         "ConfigMap",
@@ -177,7 +177,7 @@ def test_superseded_running_jobs_are_cancelled_but_never_the_wanted_or_serving_o
     p = decide(md, Observed(jobs=jobs), previous, OWNER)
     assert [j.name for j in p.cancel] == ["digits-opt-v2", "digits-opt-v3", "digits-opt-v4"]
     assert p.delete == [("Job", "digits-opt-failed")]
-    assert p.create == []
+    assert [c["metadata"]["name"] for c in p.create] == ["digits-prune-5erving"], "only the retention Job"
     event = cancelled_event(p.cancel[0], p.desired)
     assert (event.type, event.reason) == ("Normal", "OptimizationCancelled")
     assert "digits-opt-v2" in event.message and "version 2" in event.message and "version 5" in event.message
@@ -196,6 +196,37 @@ def test_no_password_from_a_url_reaches_status_or_events(make_md: Callable[..., 
     texts = [c.message for c in p.status.conditions] + [e.message for e in p.events]
     assert texts and all("hunter2-pw" not in t and "admin" not in t for t in texts), texts
     assert any("http://***@minio:9000/b" in t for t in texts)
+
+
+def test_a_newly_served_artifact_gets_one_retention_job(make_md: Callable[..., ModelDeployment]) -> None:
+    """Once the spec's artifact serves, one cleanup Job prunes older ones; it keeps what serves, what
+    served before and what the pods still run, and is not created again while it exists."""
+    md = make_md(spec={"model": {"version": 2}, "artifacts": {"retain": 1}})
+    job = ok_job(md)
+    previous = ModelDeploymentStatus(served_artifact="0ld", served_uri="pvc://models/x/0ld/1", served_version=1)
+    old_prune = "digits-prune-0ld"
+    observed = Observed(jobs={job.artifact_hash: job}, deployment=available(md, "0ld"), cleanup_jobs={old_prune: True})
+    p = decide(md, observed, previous, OWNER)
+    (prune,) = [c for c in p.create if c["metadata"]["name"].startswith("digits-prune-")]
+    assert prune["metadata"]["name"] == f"digits-prune-{job.artifact_hash[:10]}"
+    assert prune["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
+    args = prune["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "prune-artifacts" and "--root=/mnt/pvc/models/modeldeploy/digits" in args
+    assert {a for a in args if a.startswith("--keep=")} == {"--keep=0ld", f"--keep={job.artifact_hash}"}
+    assert "--retain=1" in args and "--owner=ml/digits" in args
+    assert ("Job", old_prune) in p.delete, "the finished cleanup of the artifact served before goes"
+
+    again = decide(
+        md, Observed(jobs={job.artifact_hash: job}, cleanup_jobs={prune["metadata"]["name"]: True}), previous, OWNER
+    )
+    assert not [c for c in again.create if c["metadata"]["name"].startswith("digits-prune-")]
+    assert ("Job", prune["metadata"]["name"]) not in again.delete
+
+
+def test_no_retention_job_while_nothing_of_ours_serves(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md()
+    p = decide(md, Observed(jobs={}), ModelDeploymentStatus(), OWNER)
+    assert [c["metadata"]["name"] for c in p.create] == [job_name(md.name, p.desired.hash)]
 
 
 def test_missing_claim_blocks_everything(make_md: Callable[..., ModelDeployment]) -> None:

@@ -14,6 +14,7 @@ from modeldeploy.api import ModelDeployment
 from modeldeploy.api.spec import pvc_parts, uri_scheme
 from modeldeploy.contract.formats import Quantization
 from modeldeploy.contract.layout import TERMINATION_MESSAGE_PATH
+from modeldeploy.contract.owner import ArtifactOwner, owner_flag
 from modeldeploy.contract.redact import SECRET_ENV_PREFIX
 from modeldeploy.controller.builders import names
 from modeldeploy.controller.builders.artifacts import artifact_hash, claims_read, output_base, pvc_mount_path
@@ -39,6 +40,11 @@ def pod_uri(uri: str) -> str:
     return f"file://{pvc_mount_path(claim)}/{path}"
 
 
+def artifact_owner(md: ModelDeployment) -> ArtifactOwner:
+    """Whose artifact folders the Jobs write or clean (an object rendered offline is in `default`)."""
+    return ArtifactOwner(namespace=md.namespace or "default", name=md.name, uid=md.metadata.uid or "")
+
+
 def secret_env(secret: str) -> list[dict[str, Any]]:
     """The credentials Secret as environment: as it is (for boto3 and the GCS client), and again under
     SECRET_ENV_PREFIX, so the program knows exactly which values to keep out of its messages."""
@@ -58,6 +64,7 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
         f"--termination-message-path={TERMINATION_MESSAGE_PATH}",
         "--log-format=text",
         "--reuse-complete-version",  # a retried pod reports what its first attempt published
+        f"--owner={owner_flag(artifact_owner(md))}",
     ]
     if spec.model.sha256:
         args.append(f"--sha256={spec.model.sha256}")

@@ -20,6 +20,7 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "modeldeploy-operator"
 SERVING = "serving"
 OPTIMIZER = "optimizer"
+ARTIFACT_CLEANUP = "artifact-cleanup"
 
 
 @dataclass(frozen=True)
