@@ -1,7 +1,8 @@
 """A test-side kubelet for optimizer pods: runs their command for real, on this machine.
 
 In the local control plane kwok fakes every pod, except those labelled
-app.kubernetes.io/component=optimizer (or artifact-cleanup), which it leaves alone. This executor picks those pods up once
+app.kubernetes.io/component=optimizer (or artifact-cleanup),
+which it leaves alone. This executor picks those pods up once
 kube-scheduler has bound them, runs the container's command locally (the real `modeldeploy
 optimize`) with the pod's environment, volumes mapped to local folders (a PersistentVolumeClaim is
 `<storage root>/<namespace>/<claim>`, an emptyDir a temporary folder, a hostPath itself), and reports

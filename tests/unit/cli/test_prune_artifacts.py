@@ -78,8 +78,14 @@ def test_the_command_on_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     # the cleanup after a delete: everything this life built, and the store when it is left empty
     code = main(
-        ["prune-artifacts", f"--root={root}", "--owner=ml/digits/uid-2", "--retain=0", "--this-life-only"]
-        + ["--remove-empty-root"]
+        [
+            "prune-artifacts",
+            f"--root={root}",
+            "--owner=ml/digits/uid-2",
+            "--retain=0",
+            "--this-life-only",
+            "--remove-empty-root",
+        ]
     )
     assert code == 0
     assert sorted(p.name for p in root.iterdir()) == [".1.partial-x", "legacy", "theirs"]
