@@ -1,12 +1,15 @@
 """A test-side kubelet for optimizer pods: runs their command for real, on this machine.
 
 In the local control plane kwok fakes every pod, except those labelled
-app.kubernetes.io/component=optimizer, which it leaves alone. This executor picks those pods up once
+app.kubernetes.io/component=optimizer (or artifact-cleanup),
+which it leaves alone. This executor picks those pods up once
 kube-scheduler has bound them, runs the container's command locally (the real `modeldeploy
 optimize`) with the pod's environment, volumes mapped to local folders (a PersistentVolumeClaim is
 `<storage root>/<namespace>/<claim>`, an emptyDir a temporary folder, a hostPath itself), and reports
 back through the pods/status subresource what a kubelet would: Running, then Succeeded or Failed
-with the exit code and the termination message. The Job controller takes it from there.
+with the exit code and the termination message. The Job controller takes it from there. Like a
+kubelet, it stops a container whose pod is deleted: SIGTERM, then SIGKILL after the grace period
+(a deleted Job's pods must not keep running as orphan processes).
 
 Like a kubelet it refuses to start a container whose Secret is missing
 (CreateContainerConfigError) and retries until the Secret appears. It talks to the API server through
@@ -32,11 +35,13 @@ from typing import Any
 from devcluster.kubeapi import KubeApi
 
 log = logging.getLogger(__name__)
-SELECTOR = "app.kubernetes.io/component=optimizer"
+# The optimizer's pods and the artifact cleanup Jobs' pods (same image, `modeldeploy prune-artifacts`).
+SELECTOR = "app.kubernetes.io/component in (optimizer,artifact-cleanup)"
 # Other pods opt in with this label (kwok's stages skip them too): their init containers run for real
 # here, and the main container is reported running without being run (TF Serving is not installed).
 LOCAL_KUBELET_LABEL = "modeldeploy.io/local-kubelet"
 MESSAGE_LIMIT = 4096  # the kubelet's limit for a termination message
+GRACE_SECONDS = 10.0  # SIGTERM, then SIGKILL after this long (a pod's default grace is 30 s)
 
 
 class PodConfigError(Exception):
@@ -76,6 +81,9 @@ class JobPodExecutor:
         self._threads: list[threading.Thread] = []
         self._loop: threading.Thread | None = None
         self.runs: list[tuple[str, int]] = []  # (pod name, exit code), for tests
+        self.stopped: list[str] = []  # pods whose process was stopped because the pod was deleted
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}  # pod uid -> its running container
+        self._procs_lock = threading.Lock()
         self.errors: list[str] = []  # the executor's own failures, for tests
 
     def __enter__(self) -> JobPodExecutor:
@@ -98,6 +106,7 @@ class JobPodExecutor:
             except Exception as exc:  # the API server may be going away at teardown
                 log.debug("executor: cannot list pods: %s", exc)
                 continue
+            self._stop_deleted(pods)
             for pod in pods:
                 uid = pod["metadata"]["uid"]
                 bound = pod.get("spec", {}).get("nodeName")
@@ -121,6 +130,26 @@ class JobPodExecutor:
                 thread = threading.Thread(target=self._guarded, args=(self._execute, pod, prepared), daemon=True)
                 self._threads.append(thread)
                 thread.start()
+
+    def _stop_deleted(self, pods: list[dict[str, Any]]) -> None:
+        """SIGTERM the process of every pod that is gone or being deleted (only after a good list)."""
+        live = {p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+        with self._procs_lock:
+            doomed = [(uid, proc) for uid, proc in self._procs.items() if uid not in live and proc.poll() is None]
+        for uid, proc in doomed:
+            log.info("executor: pod %s was deleted: stopping its process %d", uid, proc.pid)
+            with self._procs_lock:
+                self._procs.pop(uid, None)
+            self.stopped.append(uid)
+            proc.terminate()
+            threading.Thread(target=self._kill_after_grace, args=(proc,), daemon=True).start()
+
+    @staticmethod
+    def _kill_after_grace(proc: subprocess.Popen[bytes]) -> None:
+        try:
+            proc.wait(timeout=GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
     # -- the pod's environment ----------------------------------------------------------------------
     def _secret(self, namespace: str, name: str) -> dict[str, str]:
@@ -207,7 +236,8 @@ class JobPodExecutor:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")}
         for source in container.get("envFrom", []):
             if "secretRef" in source:
-                env.update(self._secret(namespace, source["secretRef"]["name"]))
+                prefix = source.get("prefix", "")
+                env.update({prefix + k: v for k, v in self._secret(namespace, source["secretRef"]["name"]).items()})
         for var in container.get("env", []):
             if "value" in var:
                 env[var["name"]] = local(var["value"])
@@ -263,8 +293,16 @@ class JobPodExecutor:
         )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("executor: running %s/%s: %s", pod["metadata"]["name"], container["name"], " ".join(prepared.argv))
+        uid = pod["metadata"]["uid"]
         with log_path.open("wb") as out:
-            code = subprocess.call(prepared.argv, env=prepared.env, cwd=prepared.scratch, stdout=out, stderr=out)
+            proc = subprocess.Popen(prepared.argv, env=prepared.env, cwd=prepared.scratch, stdout=out, stderr=out)
+            with self._procs_lock:
+                self._procs[uid] = proc
+            try:
+                code = proc.wait()
+            finally:
+                with self._procs_lock:
+                    self._procs.pop(uid, None)
         message = ""
         if prepared.termination_file.exists():
             message = prepared.termination_file.read_text(errors="replace")[:MESSAGE_LIMIT]

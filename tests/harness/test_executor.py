@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,3 +33,24 @@ def test_pod_paths_map_to_local_folders_but_the_interpreter_does_not(tmp_path: P
     assert args["--output"].startswith(f"{tmp_path}/storage/ml/models/modeldeploy/digits/")
     assert args["--termination-message-path"] == str(prepared.termination_file)
     assert prepared.env["HOME"].startswith(str(prepared.scratch)), "HOME=/tmp maps to the pod's emptyDir"
+
+
+def test_a_deleted_pod_s_process_is_stopped_like_a_kubelet_would(tmp_path: Path) -> None:
+    """SIGTERM to the process of a pod that is gone or being deleted; a live pod's process runs on."""
+    executor = JobPodExecutor(cast(KubeApi, None), tmp_path / "storage")
+    procs = {uid: subprocess.Popen(["sleep", "60"]) for uid in ("live", "deleting", "gone")}
+    executor._procs.update(procs)
+    pods = [
+        {"metadata": {"uid": "live"}},
+        {"metadata": {"uid": "deleting", "deletionTimestamp": "2026-12-01T20:00:00Z"}},
+    ]
+    try:
+        executor._stop_deleted(pods)
+        assert procs["deleting"].wait(timeout=10) == -signal.SIGTERM
+        assert procs["gone"].wait(timeout=10) == -signal.SIGTERM
+        assert procs["live"].poll() is None
+        assert sorted(executor.stopped) == ["deleting", "gone"]
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()

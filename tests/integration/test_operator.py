@@ -284,10 +284,13 @@ def test_deletion_collects_children_without_a_finalizer(
         lambda: (
             not kube.list("Deployment", namespace)
             and not kube.list("Service", namespace)
-            and not kube.list("Job", namespace)
+            # what remains is the artifact cleanup, owned by nothing so that it outlives the object
+            and all(not j["metadata"].get("ownerReferences") for j in kube.list("Job", namespace))
         ),
         timeout=60,
     )
+    (cleanup,) = wait_for("the artifact cleanup Job", lambda: kube.list("Job", namespace), timeout=30)
+    assert cleanup["metadata"]["name"].startswith("gone-cleanup-") and cleanup["spec"]["ttlSecondsAfterFinished"]
 
 
 def test_optimization_off_serves_the_original_savedmodel(

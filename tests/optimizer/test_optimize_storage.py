@@ -191,3 +191,25 @@ def test_http_url_without_a_suffix_uses_the_declared_format(optimize, http_root,
     run = optimize("--source", f"{base}/blob", "--format", "keras", "--output", tmp_path / "out", "--version", "2")
     assert run.code == Failure.MODEL_LOAD_FAILED.exit_code  # an HDF5 file is not a .keras zip
     assert "not a .keras file" in run.stderr
+
+
+@pytest.mark.parametrize("secret_endpoint", [True, False], ids=["endpoint-from-secret", "endpoint-by-hand"])
+def test_a_failed_fetch_never_echoes_the_secret(optimize, s3, moto_endpoint, monkeypatch, tmp_path, secret_endpoint):
+    """An endpoint URL with user:password@ (as it may come from the credentials Secret) must not reach
+    the termination message (status, Events), stdout or stderr (logs) when the fetch fails."""
+    _, bucket = s3
+    endpoint = moto_endpoint.replace("http://", "http://user:s3cr3t-passw0rd@")
+    # the bucket exists, but a free port answers nothing: the fetch fails with the endpoint in hand
+    closed = f"{endpoint.rsplit(':', 1)[0]}:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    if secret_endpoint:  # the Job's second envFrom: the Secret's copy under the prefix
+        monkeypatch.setenv("MODELDEPLOY_SECRET_AWS_ENDPOINT_URL", closed)
+        monkeypatch.setenv("MODELDEPLOY_SECRET_AWS_SECRET_ACCESS_KEY", "testing")
+    run = optimize("--source", f"s3://{bucket}/model.keras", "--output", tmp_path / "out", "--version", "1")
+    assert run.code == Failure.FETCH_FAILED.exit_code, run.stderr
+    message = run.termination["message"]
+    print(message)
+    for text in (message, run.stdout, run.stderr, run.termination_path.read_text()):
+        assert "s3cr3t" not in text and "user:" not in text, text
+    assert "unreachable" in message and "127.0.0.1" in message, "the message still says where it failed"

@@ -32,6 +32,7 @@ class Reason(StrEnum):
     NOT_REQUIRED = "NotRequired"
     OPTIMIZATION_FAILED = "OptimizationFailed"
     JOB_FAILED = "JobFailed"
+    OPTIMIZATION_CANCELLED = "OptimizationCancelled"
     # ServingReady
     NO_ARTIFACT = "NoArtifact"
     CREATING = "Creating"
@@ -74,6 +75,10 @@ REASONS: dict[str, ReasonInfo] = {
     Reason.OPTIMIZATION_FAILED: ReasonInfo(warning=True, meaning="the Job failed and its summary gave no reason"),
     Reason.JOB_FAILED: ReasonInfo(
         warning=True, meaning="the Job failed without a summary (its pod never ran the optimizer)"
+    ),
+    Reason.OPTIMIZATION_CANCELLED: ReasonInfo(
+        warning=False,
+        meaning="a running optimization Job was deleted: the spec now asks for another artifact (Event only)",
     ),
     Reason.NO_ARTIFACT: ReasonInfo(
         warning=False, meaning="no artifact can be served yet: waiting for the first optimization"

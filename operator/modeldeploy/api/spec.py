@@ -514,23 +514,39 @@ class Service(ApiModel):
     annotations: Annotations = Field(default_factory=dict, description="Annotations on the Service.")
 
 
+DEFAULT_RETAIN = 3
+MAX_RETAIN = 100
+
+
 class Artifacts(ApiModel):
-    """Where optimized models are written and served from."""
+    """Where optimized models are written and served from, and how many old ones are kept."""
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            f"self.uri.matches('{_ARTIFACT_RE}')",
+            f"!has(self.uri) || self.uri.matches('{_ARTIFACT_RE}')",
             "artifacts.uri must be pvc://CLAIM[/PREFIX]",
             ".uri",
         ),
     )
 
-    uri: Uri = Field(
+    uri: Uri | None = Field(
+        default=None,
         description=(
             "pvc://CLAIM/PREFIX: the optimizer writes PREFIX/<artifact hash>/<version>/ on that claim "
             "and TF Serving mounts it read-only. The claim must be ReadWriteMany when pods may run on "
-            "several nodes."
-        )
+            "several nodes. Default for a pvc:// model: the same claim under modeldeploy/NAME; required "
+            "for every other scheme."
+        ),
+    )
+    retain: int = Field(
+        default=DEFAULT_RETAIN,
+        ge=0,
+        le=MAX_RETAIN,
+        description=(
+            "How many earlier artifacts of this ModelDeployment stay on the claim, newest first, besides "
+            "the one served and the one being built (0 to 100). When a new artifact becomes served, a "
+            "cleanup Job removes the older ones; deleting the ModelDeployment removes them all."
+        ),
     )
     signing_key_secret: str | None = Field(
         default=None,
@@ -547,7 +563,7 @@ class Artifacts(ApiModel):
 
     @model_validator(mode="after")
     def _check_uri(self) -> Artifacts:
-        if not re.match(_ARTIFACT_RE, self.uri):
+        if self.uri is not None and not re.match(_ARTIFACT_RE, self.uri):
             raise ValueError(self.cel_rules[0].message)
         return self
 
@@ -557,7 +573,7 @@ class ModelDeploymentSpec(ApiModel):
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            "has(self.artifacts) || self.model.storageUri.startsWith('pvc://')",
+            "(has(self.artifacts) && has(self.artifacts.uri)) || self.model.storageUri.startsWith('pvc://')",
             "artifacts.uri is required when model.storageUri is not pvc://",
             ".artifacts",
         ),
@@ -573,20 +589,26 @@ class ModelDeploymentSpec(ApiModel):
     artifacts: Artifacts | None = Field(
         default=None,
         description=(
-            "Where optimized models go. Default for a pvc:// model: the same claim under modeldeploy/NAME; "
-            "required for every other scheme."
+            "Where optimized models go (default for a pvc:// model: the same claim under modeldeploy/NAME; "
+            "required for every other scheme) and how many earlier ones are kept."
         ),
     )
 
     @model_validator(mode="after")
     def _check_artifacts(self) -> ModelDeploymentSpec:
-        if self.artifacts is None and uri_scheme(self.model.storage_uri) not in ARTIFACT_SCHEMES:
+        no_uri = self.artifacts is None or self.artifacts.uri is None
+        if no_uri and uri_scheme(self.model.storage_uri) not in ARTIFACT_SCHEMES:
             raise ValueError(self.cel_rules[0].message)
         return self
 
+    @property
+    def artifacts_retain(self) -> int:
+        """How many earlier artifacts are kept (spec.artifacts.retain, default 3)."""
+        return self.artifacts.retain if self.artifacts is not None else DEFAULT_RETAIN
+
     def artifacts_uri(self, name: str) -> str:
         """The artifact store, with the documented default applied."""
-        if self.artifacts is not None:
+        if self.artifacts is not None and self.artifacts.uri is not None:
             return self.artifacts.uri.rstrip("/")
         claim, _ = pvc_parts(self.model.storage_uri)  # the validator guarantees pvc:// here
         return f"pvc://{claim}/modeldeploy/{name}"

@@ -85,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--log-format", metavar="{text,json}", default="text", help="progress log format on stdout")
     add(
+        "--owner",
+        metavar="NAMESPACE/NAME[/UID]",
+        help="the ModelDeployment this artifact is for: written to DIR/owner.json, so the artifact "
+        "cleanup removes only its own folders (the operator's Job sets it)",
+    )
+    add(
         "--reuse-complete-version",
         action="store_true",
         help="when DIR/<version> exists and matches its SHA256SUMS, report it instead of failing "

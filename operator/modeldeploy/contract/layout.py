@@ -26,6 +26,11 @@ REPORT_FILE = "report.json"
 TFLITE_FILE = "model.tflite"
 """The quantized model TF Serving loads with --prefer_tflite_model."""
 
+OWNER_FILE = "owner.json"
+"""In each artifact folder (`<store>/<hash>/`, beside the version folders): which ModelDeployment
+the optimizer built it for (`contract.owner.ArtifactOwner`). The cleanup Jobs remove only folders
+whose owner file names their ModelDeployment; a folder without one is never touched."""
+
 
 SIGNATURE_FILE = "model.sig"
 """The OpenSSF model signature (a sigstore bundle) of a published version folder, when the optimizer

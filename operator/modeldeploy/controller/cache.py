@@ -131,6 +131,8 @@ class Cache:
     _claims: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> claims
     _claim_users: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))  # (ns, claim) -> MDs
     _md_claims: dict[Key, frozenset[str]] = field(default_factory=dict)  # (ns, MD) -> claims it mounts
+    # (ns, MD) -> the last body of a deleted ModelDeployment, until its artifact cleanup Job exists
+    _deleted: dict[Key, Obj] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- writes (watch events and our own writes' answers) -----------------------------------------------
@@ -160,6 +162,16 @@ class Cache:
                 self._unindex_locked(key, old)
             if kind == MODEL_DEPLOYMENT:
                 self._forget_claims_locked(namespace, name)
+
+    def remember_deleted(self, body: Obj) -> None:
+        """A ModelDeployment's deletion, seen on the watch: its reconcile creates the cleanup Job."""
+        meta = body.get("metadata", {})
+        with self._lock:
+            self._deleted[(meta.get("namespace", ""), meta.get("name", ""))] = body
+
+    def take_deleted(self, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return self._deleted.pop((namespace, name), None)
 
     def replace_all(self, kind: str, namespace: str | None, bodies: Iterable[Obj]) -> None:
         """A fresh LIST of a kind (in a namespace, or everywhere): drop what it no longer holds."""

@@ -14,9 +14,9 @@ from modeldeploy.controller.builders import desired_artifact, needs_job
 from modeldeploy.controller.builders import names as child_names
 from modeldeploy.controller.builders.artifacts import claims_read
 from modeldeploy.controller.builders.deployment import VERIFY_CONTAINER
-from modeldeploy.controller.builders.labels import COMPONENT_LABEL, OPTIMIZER, SERVING
+from modeldeploy.controller.builders.labels import ARTIFACT_CLEANUP, COMPONENT_LABEL, OPTIMIZER, SERVING
 from modeldeploy.controller.cache import Snapshot
-from modeldeploy.controller.views import Observed, refused_artifacts, view_deployment, view_job
+from modeldeploy.controller.views import Observed, job_finished, refused_artifacts, view_deployment, view_job
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -40,7 +40,7 @@ def referenced_claims(md: ModelDeployment) -> list[str]:
     claims = set(claims_read(spec))
     if needs_job(spec):
         claims.add(pvc_parts(spec.artifacts_uri(md.name))[0])
-    elif uri_scheme(desired_artifact(md.name, spec).location) == "pvc":
+    elif uri_scheme(desired_artifact(md.name, spec, md.namespace).location) == "pvc":
         claims.add(pvc_parts(spec.model.storage_uri)[0])
     return sorted(claims)
 
@@ -62,8 +62,12 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
         elif labels.get(COMPONENT_LABEL) == SERVING:
             serving_pods.append(pod)
     jobs = {}
+    cleanup_jobs = {}
     for job in snapshot.of_kind("Job"):
-        if job["metadata"].get("labels", {}).get(COMPONENT_LABEL) != OPTIMIZER or not owned_by(job, md_name):
+        component = job["metadata"].get("labels", {}).get(COMPONENT_LABEL)
+        if component == ARTIFACT_CLEANUP and owned_by(job, md_name):
+            cleanup_jobs[job["metadata"]["name"]] = job_finished(job)
+        if component != OPTIMIZER or not owned_by(job, md_name):
             continue
         view = view_job(job, pods_by_job.get(job["metadata"]["name"], []))
         jobs[view.artifact_hash] = view
@@ -82,4 +86,5 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
         deployment=view_deployment(deployment) if deployment else None,
         children=children,
         missing_claims=missing,
+        cleanup_jobs=cleanup_jobs,
     )

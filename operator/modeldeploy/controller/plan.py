@@ -26,7 +26,9 @@ from modeldeploy.controller.builders import (
     needs_job,
 )
 from modeldeploy.controller.builders.artifacts import Artifact, signing_key_secret
+from modeldeploy.controller.builders.cleanup import build_prune_job
 from modeldeploy.controller.builders.manifest import Manifest
+from modeldeploy.controller.builders.names import prune_job_name
 from modeldeploy.controller.views import JobState, JobView, Observed
 from modeldeploy.k8s.kinds import PRUNABLE_KINDS
 
@@ -49,6 +51,8 @@ class Plan:
     create: list[Manifest] = field(default_factory=list)  # created once, never updated (Jobs)
     apply: list[Manifest] = field(default_factory=list)  # server-side applied
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    # Running optimization Jobs of artifacts the spec no longer asks for: deleted, each with an Event.
+    cancel: list[JobView] = field(default_factory=list)
 
 
 def result_from_job(job: JobView) -> OptimizationResult:
@@ -99,9 +103,32 @@ def previous_artifact(md: ModelDeployment, previous: ModelDeploymentStatus) -> A
     return None
 
 
+def _retention(
+    md: ModelDeployment,
+    observed: Observed,
+    previous: ModelDeploymentStatus,
+    desired: Artifact,
+    serve: Artifact | None,
+    owner: Owner,
+    out: Plan,
+) -> list[Manifest]:
+    """Once an artifact of our store serves, one cleanup Job removes the older ones beyond
+    spec.artifacts.retain; it stays (finished) while that artifact serves, so it runs once. Finished
+    cleanup Jobs of artifacts served before are removed."""
+    wanted = prune_job_name(md.name, serve.hash) if serve is not None and serve.optimized else None
+    out.delete += [("Job", n) for n, finished in sorted(observed.cleanup_jobs.items()) if n != wanted and finished]
+    if serve is None or wanted is None or wanted in observed.cleanup_jobs:
+        return []
+    # Never remove what the spec asks for, what served before, or what the pods still run.
+    keep = {desired.hash, previous.served_artifact or ""}
+    if observed.deployment is not None:
+        keep.add(observed.deployment.artifact_hash)
+    return [build_prune_job(md, serve.hash, keep, owner)]
+
+
 def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatus, owner: Owner) -> Plan:
     spec = md.spec
-    desired = desired_artifact(md.name, spec)
+    desired = desired_artifact(md.name, spec, md.namespace)
     job = observed.jobs.get(desired.hash)
 
     if observed.missing_claims:
@@ -121,11 +148,15 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
 
     if needs_job(spec) and job is None:
         out.create.append(build_job(md, owner))
-    # Jobs of artifacts that are neither wanted nor serving are history: remove finished ones.
+    # Jobs of artifacts that are neither wanted nor serving are history: remove finished ones, and
+    # cancel running ones (only the newest wanted artifact may hold a CPU and a few GiB; quick edits
+    # would otherwise run one Job per edit at once and delay the version finally asked for).
     keep = {desired.hash} | ({serve.hash} if serve else set())
-    out.delete += [
-        ("Job", j.name) for j in observed.jobs.values() if j.artifact_hash not in keep and j.state != JobState.RUNNING
-    ]
+    superseded = [j for j in observed.jobs.values() if j.artifact_hash not in keep]
+    out.delete += [("Job", j.name) for j in superseded if j.state != JobState.RUNNING]
+    out.cancel += [j for j in superseded if j.state == JobState.RUNNING]
+
+    out.create += _retention(md, observed, previous, desired, serve, owner, out)
 
     policy = build_network_policy(md, owner)
     out.apply.append(policy)

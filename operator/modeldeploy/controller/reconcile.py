@@ -22,11 +22,12 @@ from modeldeploy.api.status import ConditionStatus, ModelDeploymentStatus
 from modeldeploy.controller import metrics
 from modeldeploy.controller.builders import Owner
 from modeldeploy.controller.builders.artifacts import with_signing_default
+from modeldeploy.controller.builders.cleanup import build_delete_cleanup_job
 from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.drift import is_subset
 from modeldeploy.controller.observe import observe, referenced_claims
 from modeldeploy.controller.plan import plan
-from modeldeploy.controller.status import EventSpec, StatusUpdate, failed_status, status_of
+from modeldeploy.controller.status import EventSpec, StatusUpdate, cancelled_event, failed_status, status_of
 from modeldeploy.k8s.client import ApiError, KubeClient
 
 log = logging.getLogger("modeldeploy.reconcile")
@@ -120,6 +121,7 @@ class Reconciler:
 
     def _reconcile(self, namespace: str, name: str) -> ReconcileResult:
         result = ReconcileResult()
+        self._clean_up_after_delete(namespace, name, result)  # a deleted life of this name, if any
         snapshot = self.cache.snapshot(namespace, name)
         raw = snapshot.model_deployment
         if raw is None or raw["metadata"].get("deletionTimestamp"):
@@ -170,10 +172,38 @@ class Reconciler:
             if deleted:
                 result.deleted.append(f"{kind}/{child}")
                 log.info("%s/%s: deleted %s %s (no longer wanted)", namespace, name, kind, child)
+        for job in decided.cancel:
+            # Background propagation: the Job's pods go too (their processes get SIGTERM).
+            deleted = self.kube.delete("Job", namespace, job.name)
+            self.cache.delete("Job", namespace, job.name)
+            if deleted:
+                result.deleted.append(f"Job/{job.name}")
+                self._cancelled_event(raw, cancelled_event(job, decided.desired), now_dt, result)
 
         self._write_status(raw, update, old_status, now_dt, result)
         record_status_metrics(namespace, name, update.status)
         return result
+
+    def _clean_up_after_delete(self, namespace: str, name: str, result: ReconcileResult) -> None:
+        """After a ModelDeployment was deleted: a Job (owned by nothing, removed by its TTL) deletes
+        the artifact folders it built. No finalizer: a deletion never waits for the operator."""
+        body = self.cache.take_deleted(namespace, name)
+        if body is None:
+            return
+        try:
+            md = parse_model_deployment(body)
+        except InvalidModelDeployment:
+            return  # never valid: it built nothing
+        if not md.metadata.uid:
+            return
+        try:
+            self._create(namespace, name, build_delete_cleanup_job(md), result)
+        except ApiError as exc:
+            if exc.status in (403, 404):  # the namespace is going away, and its claims with it
+                log.info("%s/%s: no artifact cleanup Job: %s", namespace, name, exc.message)
+                return
+            self.cache.remember_deleted(body)  # retried with back-off
+            raise
 
     def _create(self, namespace: str, md_name: str, manifest: dict[str, Any], result: ReconcileResult) -> bool:
         """POST the object and cache the answer; False when the name is taken (409)."""
@@ -218,6 +248,18 @@ class Reconciler:
             result.status_patched = True
         for event in update.events:
             self._event(raw, event, now, result)
+
+    def _cancelled_event(self, raw: dict[str, Any], event: EventSpec, now: datetime, result: ReconcileResult) -> None:
+        """An Event that is no condition's transition (so no transition metric): a cancelled Job."""
+        meta = raw["metadata"]
+        log.info("%s/%s: %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
+        try:
+            stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            self.kube.emit_event(raw, event.type, event.reason, event.message, "Cancel", stamp)
+        except ApiError as exc:  # best effort, like every Event
+            log.warning("%s/%s: could not post Event %s: %s", meta["namespace"], meta["name"], event.reason, exc)
+            return
+        result.events.append(event.reason)
 
     def _event(self, raw: dict[str, Any], event: EventSpec, now: datetime, result: ReconcileResult) -> None:
         meta = raw["metadata"]

@@ -58,6 +58,8 @@ class Runtime:
         meta = body.get("metadata", {})
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         if event_type == DELETED:
+            if kind == KIND:
+                self.cache.remember_deleted(body)  # its artifacts are cleaned up by a Job
             self.cache.delete(kind, namespace, name)
         else:
             self.cache.upsert(kind, body)

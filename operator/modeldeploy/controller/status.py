@@ -19,13 +19,14 @@ from modeldeploy.api import ModelDeployment
 from modeldeploy.api.reasons import ConditionType, KubernetesReason, Reason, is_warning
 from modeldeploy.api.status import Condition, ConditionStatus, ModelDeploymentStatus, OptimizationResult, Phase
 from modeldeploy.contract.formats import Quantization
+from modeldeploy.contract.redact import redact_userinfo
 from modeldeploy.controller.builders import needs_job
 from modeldeploy.controller.builders.artifacts import Artifact
 from modeldeploy.controller.builders.labels import SERVING, selector_labels
 from modeldeploy.controller.builders.names import job_name
 from modeldeploy.controller.builders.service import model_url
 from modeldeploy.controller.plan import Plan
-from modeldeploy.controller.views import JobState, Observed
+from modeldeploy.controller.views import JobState, JobView, Observed
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def new_condition(type_: str, status: ConditionStatus, reason: str, message: str
         type=type_,
         status=status,
         reason=reason,
-        message=message,
+        message=redact_userinfo(message),  # messages quote URIs and the optimizer: never a password
         observed_generation=generation,
     )
 
@@ -238,6 +239,16 @@ def phase_of(
     if serving.reason in (Reason.ROLLING_OUT, Reason.CREATING):
         return Phase.ROLLING_OUT
     return Phase.PENDING
+
+
+def cancelled_event(job: JobView, desired: Artifact) -> EventSpec:
+    """The Normal Event for a running optimization Job deleted because the spec moved on."""
+    version = f"version {job.version}" if job.version else f"artifact {job.artifact_hash}"
+    message = (
+        f"cancelled Job {job.name}, which was building {version}: the spec now asks for version "
+        f"{desired.version} (artifact {desired.hash})"
+    )
+    return EventSpec("Normal", Reason.OPTIMIZATION_CANCELLED, message)
 
 
 # -- the whole status -----------------------------------------------------------------------------------

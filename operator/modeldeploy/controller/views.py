@@ -13,7 +13,7 @@ from typing import Any
 
 from modeldeploy.api.reasons import KubernetesReason, Reason
 from modeldeploy.contract.summary import OptimizerSummary, parse_summary
-from modeldeploy.controller.builders.labels import ARTIFACT_LABEL
+from modeldeploy.controller.builders.labels import ARTIFACT_LABEL, MODEL_VERSION_ANNOTATION
 
 
 class JobState(StrEnum):
@@ -30,6 +30,7 @@ class JobView:
     reason: str = ""
     message: str = ""
     summary: OptimizerSummary | None = None  # the optimizer's termination message
+    version: str = ""  # the model version the Job builds (its modeldeploy.io/model-version annotation)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class Observed:
     conflicts: tuple[str, ...] = ()
     # artifact hash -> why its serving pods refused it (the verify-model init container's message)
     refused_artifacts: dict[str, str] = field(default_factory=dict)
+    # our artifact cleanup Jobs: name -> finished (Complete or Failed)
+    cleanup_jobs: dict[str, bool] = field(default_factory=dict)
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -87,19 +90,26 @@ def _pod_report(pods: list[dict[str, Any]]) -> tuple[OptimizerSummary | None, st
 def view_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
     name = job["metadata"]["name"]
     digest = job["metadata"].get("labels", {}).get(ARTIFACT_LABEL, "")
+    version = str(job["metadata"].get("annotations", {}).get(MODEL_VERSION_ANNOTATION, ""))
     conditions = _conditions(job)
     summary, waiting_reason, waiting_message = _pod_report(pods)
     complete = conditions.get("Complete", {}).get("status") == "True"
     failed = conditions.get("Failed", {}).get("status") == "True"
     if complete:
-        return JobView(name, digest, JobState.SUCCEEDED, "Succeeded", "", summary)
+        return JobView(name, digest, JobState.SUCCEEDED, "Succeeded", "", summary, version)
     if failed:
         if summary is not None and not summary.succeeded:
             reason = summary.reason.value if summary.reason else Reason.OPTIMIZATION_FAILED
-            return JobView(name, digest, JobState.FAILED, reason, summary.message or "", summary)
+            return JobView(name, digest, JobState.FAILED, reason, summary.message or "", summary, version)
         job_reason = conditions["Failed"].get("reason") or Reason.JOB_FAILED
-        return JobView(name, digest, JobState.FAILED, job_reason, conditions["Failed"].get("message", ""), summary)
-    return JobView(name, digest, JobState.RUNNING, waiting_reason, waiting_message, summary)
+        message = conditions["Failed"].get("message", "")
+        return JobView(name, digest, JobState.FAILED, job_reason, message, summary, version)
+    return JobView(name, digest, JobState.RUNNING, waiting_reason, waiting_message, summary, version)
+
+
+def job_finished(job: dict[str, Any]) -> bool:
+    conditions = _conditions(job)
+    return any(conditions.get(t, {}).get("status") == "True" for t in ("Complete", "Failed"))
 
 
 def refused_artifacts(pods: list[dict[str, Any]], init_container: str) -> dict[str, str]:

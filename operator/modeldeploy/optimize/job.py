@@ -25,8 +25,9 @@ from typing import TextIO
 from modeldeploy.contract import sums
 from modeldeploy.contract.failures import SUCCESS_EXIT_CODE, Failure
 from modeldeploy.contract.layout import REPORT_FILE, SIGNATURE_FILE, SUMS_FILE
+from modeldeploy.contract.owner import write_owner
 from modeldeploy.contract.summary import OptimizerSummary
-from modeldeploy.optimize.errors import OptimizeError
+from modeldeploy.optimize.errors import OptimizeError, hide_secrets
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.options import options_from_args
 
@@ -119,6 +120,11 @@ def _run(args: argparse.Namespace, stderr: TextIO) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from modeldeploy.optimize.report import write_termination_message
 
+        if options.owner is not None:
+            try:
+                write_owner(options.output, options.owner)  # first, so even a failed run's folder is owned
+            except OSError as exc:
+                raise OptimizeError(Failure.EXPORT_FAILED, f"cannot write {options.output}: {exc}") from None
         if args.reuse_complete_version and (reused := _complete_version(options.output / str(options.version))):
             problem = write_termination_message(termination, reused)
             if problem:
@@ -144,7 +150,7 @@ def _run(args: argparse.Namespace, stderr: TextIO) -> int:
         return _fail(terminated, termination, log, stderr)
     except Exception as exc:
         if os.environ.get("MODELDEPLOY_DEBUG"):
-            traceback.print_exc(file=sys.stdout)
+            print(hide_secrets(traceback.format_exc()), file=sys.stdout)
         first = (str(exc).strip().splitlines() or [""])[0][:500]
         internal = OptimizeError(Failure.INTERNAL, f"{type(exc).__name__}: {first}".rstrip(": "))
         return _fail(internal, termination, log, stderr)

@@ -2,18 +2,22 @@
 
 Progress goes to stdout, one line per event, flushed at once; stderr is kept for the single line
 that names the cause of a failure. `--log-format json` gives one JSON object per line for log
-pipelines, `text` a line a person reads.
+pipelines, `text` a line a person reads. Messages and fields are redacted of credentials first
+(`contract.redact`): logs are collected and kept.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, TextIO
+
+from modeldeploy.contract.redact import redact, secret_values
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -55,6 +59,9 @@ class ProgressLog:
         self._emit("info", f"done in {seconds:.2f}s", name, {"seconds": seconds})
 
     def _emit(self, level: str, message: str, stage: str | None, fields: dict[str, object]) -> None:
+        hidden = secret_values(os.environ)
+        message = redact(message, hidden)
+        fields = {k: redact(v, hidden) if isinstance(v, str) else v for k, v in fields.items()}
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if self.fmt == "json":
             record: dict[str, object] = {"time": now, "level": level, "logger": "modeldeploy.optimize"}

@@ -17,6 +17,7 @@ from typing import TypeVar
 from modeldeploy.contract.failures import Failure
 from modeldeploy.contract.formats import ModelFormat, Quantization
 from modeldeploy.contract.layout import PVC_ROOT, SIGNATURE_SUFFIX, TERMINATION_MESSAGE_PATH
+from modeldeploy.contract.owner import ArtifactOwner, parse_owner_flag
 from modeldeploy.optimize.accuracy import DEFAULT_TOP_K, METRICS
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import LOG_FORMATS, LogFormat
@@ -60,6 +61,7 @@ class Options:
     top_k: int = DEFAULT_TOP_K
     max_slice_accuracy_drop: float | None = None  # None: slices are measured and reported, not gated
     min_slice_examples: int = DEFAULT_MIN_SLICE_EXAMPLES
+    owner: ArtifactOwner | None = None  # written to <output>/owner.json for the artifact cleanup
 
     @property
     def prunes(self) -> bool:
@@ -181,6 +183,11 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     signing_key = getattr(ns, "signing_key", None)
     if signing_key and not Path(signing_key).is_file():
         raise _bad("--signing-key", f"{signing_key} is not a file")
+    owner = None
+    if getattr(ns, "owner", None):
+        owner = parse_owner_flag(ns.owner.strip())
+        if owner is None:
+            raise _bad("--owner", f"must be NAMESPACE/NAME[/UID], got {ns.owner!r}")
     return Options(
         source=source,
         format=fmt,
@@ -204,6 +211,7 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         top_k=top_k,
         max_slice_accuracy_drop=max_slice_drop,
         min_slice_examples=min_slice,
+        owner=owner,
     )
 
 

@@ -14,6 +14,7 @@ from md_examples import EXAMPLES, load_example
 from modeldeploy.api import ModelDeployment, parse_model_deployment
 from modeldeploy.controller.builders import Owner, build_hpa, build_pdb, desired_artifact, render_all
 from modeldeploy.controller.builders.artifacts import artifact_hash
+from modeldeploy.controller.builders.cleanup import build_delete_cleanup_job
 from modeldeploy.controller.builders.job import build_job
 from modeldeploy.controller.builders.tfserving import batching_config, model_config, server_args
 
@@ -112,7 +113,7 @@ def test_tf_serving_container_follows_the_reference(make_md: Callable[..., Model
         "failureThreshold": 3,
     }
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    artifact = desired_artifact(md.name, md.spec)
+    artifact = desired_artifact(md.name, md.spec, md.namespace)
     assert mounts["/models/digits/1"]["readOnly"] is True
     assert mounts["/models/digits/1"]["subPath"] == f"modeldeploy/digits/{artifact.hash}/1"
 
@@ -181,6 +182,25 @@ def test_artifact_hash_tracks_only_what_changes_the_result(make_md: Callable[...
     assert artifact_hash(make_md(spec={"optimization": {"quantization": "float16"}}).spec) != base
 
 
+def test_artifact_identity_includes_who_fetches_the_source(make_md: Callable[..., ModelDeployment]) -> None:
+    """Same URIs, different credentials Secret, namespace or ModelDeployment: never one shared artifact
+    (one could be Ready on a model fetched with the other's credentials)."""
+    shared = {"model": {"storageUri": "s3://bucket/digits.keras"}, "artifacts": {"uri": "pvc://artifacts/shared"}}
+
+    def digest(secret: str | None, name: str = "digits", namespace: str = "ml") -> str:
+        spec = {**shared, "model": {**shared["model"], "credentialsSecret": secret}}
+        md = make_md(metadata={"name": name, "namespace": namespace}, spec=spec)
+        job = by_kind(render_all(md, OWNER))["Job"]
+        return str(job["metadata"]["labels"]["modeldeploy.io/artifact"])
+
+    base = digest("team-a-creds")
+    assert digest("team-a-creds") == base
+    assert digest("team-b-creds") != base
+    assert digest(None) != base
+    assert digest("team-a-creds", namespace="other") != base
+    assert digest("team-a-creds", name="digits-2") != base
+
+
 def test_savedmodel_without_optimization_is_served_as_is(make_md: Callable[..., ModelDeployment]) -> None:
     md = make_md(
         spec={
@@ -220,7 +240,11 @@ def test_remote_savedmodel_is_fetched_by_an_init_container(make_md: Callable[...
     pod = by_kind(render_all(md))["Deployment"]["spec"]["template"]["spec"]
     (fetch,) = pod["initContainers"]
     assert fetch["args"] == ["fetch", "--source=s3://bucket/digits", "--dest=/models/digits/1"]
-    assert fetch["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    # the Secret twice: as it is for the clients, under the prefix so `fetch` knows what to redact
+    assert fetch["envFrom"] == [
+        {"secretRef": {"name": "s3-creds"}},
+        {"prefix": "MODELDEPLOY_SECRET_", "secretRef": {"name": "s3-creds"}},
+    ]
 
 
 def test_job_mounts_source_read_only_and_artifacts_writable(make_md: Callable[..., ModelDeployment]) -> None:
@@ -238,7 +262,7 @@ def test_job_mounts_source_read_only_and_artifacts_writable(make_md: Callable[..
     }
     assert claims == {"models": True, "data": True, "artifacts": False}
     args = pod["containers"][0]["args"]
-    assert f"--output=/mnt/pvc/artifacts/team-a/{artifact_hash(md.spec)}" in args
+    assert f"--output=/mnt/pvc/artifacts/team-a/{artifact_hash(md.spec, md.name, md.namespace)}" in args
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
 
 
@@ -259,11 +283,32 @@ def test_the_job_passes_the_slice_gate_and_the_hash_of_older_specs_is_kept(
     assert "--top-k=5" in args and "--min-slice-examples=30" in args
     assert not any(arg.startswith("--max-slice-accuracy-drop") for arg in args), "unset: not gated"
     # Fields added with the sliced gate count only when set: an upgrade re-optimizes nothing.
-    assert artifact_hash(make_md().spec) == "f7fbef4a9fe201f8"
-    assert artifact_hash(plain.spec) == "d23b5c2f3419f913"
+    assert artifact_hash(make_md().spec) == "a71506e7f33e63d7"
+    assert artifact_hash(plain.spec) == "bdcc4304f852e3e9"
     gated = make_md(spec={"optimization": {"evaluation": {**evaluation, "maxSliceAccuracyDrop": 0.05}}})
     args = build_job(gated, None)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--max-slice-accuracy-drop=0.05" in args
     assert artifact_hash(gated.spec) != artifact_hash(plain.spec)
     top3 = make_md(spec={"optimization": {"evaluation": {**evaluation, "topK": 3}}})
     assert artifact_hash(top3.spec) != artifact_hash(plain.spec)
+
+
+def test_the_cleanup_after_a_delete_outlives_its_model_deployment(make_md: Callable[..., ModelDeployment]) -> None:
+    """No owner reference (garbage collection would remove it with the deleted object before it runs),
+    a TTL so it removes itself, and only the folders this life of the object built."""
+    md = make_md(metadata={"name": "digits", "namespace": "ml", "uid": "0b5e7a5c-1111"})
+    job = build_delete_cleanup_job(md)
+    assert "ownerReferences" not in job["metadata"] and job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert job["metadata"]["name"] == "digits-cleanup-0b5e7a5c"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "artifact-cleanup"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == [
+        "prune-artifacts",
+        "--root=/mnt/pvc/models/modeldeploy/digits",
+        "--owner=ml/digits/0b5e7a5c-1111",
+        "--retain=0",
+        "--this-life-only",
+        "--remove-empty-root",
+    ]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": False}
+    assert pod["automountServiceAccountToken"] is False

@@ -14,7 +14,7 @@ from modeldeploy.controller.builders import Owner, desired_artifact
 from modeldeploy.controller.builders.names import job_name
 from modeldeploy.controller.drift import is_subset
 from modeldeploy.controller.plan import plan as decide
-from modeldeploy.controller.status import EventSpec, optimized_summary, status_of
+from modeldeploy.controller.status import EventSpec, cancelled_event, optimized_summary, status_of
 from modeldeploy.controller.views import DeploymentView, JobView, Observed, view_deployment, view_job
 
 OWNER = Owner(name="digits", uid="uid-1")
@@ -50,14 +50,24 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
 
 
 def ok_job(md: ModelDeployment, state: str = "Succeeded", **kw: Any) -> JobView:
-    digest = desired_artifact(md.name, md.spec).hash
+    digest = desired_artifact(md.name, md.spec, md.namespace).hash
     summary = OptimizerSummary.model_validate(SUMMARY) if state == "Succeeded" else None
     return JobView(job_name(md.name, digest), digest, state, summary=summary, **kw)  # type: ignore[arg-type]
 
 
 def available(md: ModelDeployment, digest: str | None = None, ready: int = 1) -> DeploymentView:
     return DeploymentView(
-        "digits", digest or desired_artifact(md.name, md.spec).hash, 2, 2, 1, ready, 1, ready > 0, "", "", ""
+        "digits",
+        digest or desired_artifact(md.name, md.spec, md.namespace).hash,
+        2,
+        2,
+        1,
+        ready,
+        1,
+        ready > 0,
+        "",
+        "",
+        "",
     )
 
 
@@ -81,7 +91,7 @@ def test_succeeded_job_rolls_out_the_artifact(make_md: Callable[..., ModelDeploy
     )
     job = ok_job(md)
     p = plan(md, Observed(jobs={job.artifact_hash: job}), ModelDeploymentStatus(), OWNER, NOW)
-    assert p.create == []
+    assert [c["metadata"]["name"] for c in p.create] == [f"digits-prune-{job.artifact_hash[:10]}"], "retention"
     assert kinds(p.apply) == [
         "NetworkPolicy",
         "ConfigMap",
@@ -150,6 +160,73 @@ def test_unwanted_children_and_stale_jobs_are_removed(make_md: Callable[..., Mod
         ("Job", "digits-opt-old"),
         ("PodDisruptionBudget", "digits"),
     ]
+
+
+def test_superseded_running_jobs_are_cancelled_but_never_the_wanted_or_serving_one(
+    make_md: Callable[..., ModelDeployment],
+) -> None:
+    """Quick version bumps: only the newest wanted artifact keeps a running Job; the Job of what serves
+    and of what the spec asks for stay; each cancelled Job gets one Normal Event naming it and its version."""
+    md = make_md(spec={"model": {"version": 5}})
+    wanted = ok_job(md, "Running")
+    serving = JobView("digits-opt-serving", "5erving", "Running", version="1")  # type: ignore[arg-type]
+    old_running = [JobView(f"digits-opt-v{v}", f"hash{v}", "Running", version=str(v)) for v in (2, 3, 4)]  # type: ignore[arg-type]
+    old_failed = JobView("digits-opt-failed", "failed", "Failed", version="2")  # type: ignore[arg-type]
+    jobs = {j.artifact_hash: j for j in (wanted, serving, old_failed, *old_running)}
+    previous = ModelDeploymentStatus(served_artifact="5erving", served_uri="pvc://models/x/5erving/1", served_version=1)
+    p = decide(md, Observed(jobs=jobs), previous, OWNER)
+    assert [j.name for j in p.cancel] == ["digits-opt-v2", "digits-opt-v3", "digits-opt-v4"]
+    assert p.delete == [("Job", "digits-opt-failed")]
+    assert [c["metadata"]["name"] for c in p.create] == ["digits-prune-5erving"], "only the retention Job"
+    event = cancelled_event(p.cancel[0], p.desired)
+    assert (event.type, event.reason) == ("Normal", "OptimizationCancelled")
+    assert "digits-opt-v2" in event.message and "version 2" in event.message and "version 5" in event.message
+
+
+def test_no_password_from_a_url_reaches_status_or_events(make_md: Callable[..., ModelDeployment]) -> None:
+    """Defence in depth: whatever a Job or pod reports, user info in URLs never reaches status or Events."""
+    md = make_md()
+    failed = ok_job(
+        md,
+        "Failed",
+        reason="FetchFailed",
+        message='model s3://b/m.keras: unreachable (Could not connect to "http://admin:hunter2-pw@minio:9000/b")',
+    )
+    p = plan(md, Observed(jobs={failed.artifact_hash: failed}), ModelDeploymentStatus(), OWNER, NOW)
+    texts = [c.message for c in p.status.conditions] + [e.message for e in p.events]
+    assert texts and all("hunter2-pw" not in t and "admin" not in t for t in texts), texts
+    assert any("http://***@minio:9000/b" in t for t in texts)
+
+
+def test_a_newly_served_artifact_gets_one_retention_job(make_md: Callable[..., ModelDeployment]) -> None:
+    """Once the spec's artifact serves, one cleanup Job prunes older ones; it keeps what serves, what
+    served before and what the pods still run, and is not created again while it exists."""
+    md = make_md(spec={"model": {"version": 2}, "artifacts": {"retain": 1}})
+    job = ok_job(md)
+    previous = ModelDeploymentStatus(served_artifact="0ld", served_uri="pvc://models/x/0ld/1", served_version=1)
+    old_prune = "digits-prune-0ld"
+    observed = Observed(jobs={job.artifact_hash: job}, deployment=available(md, "0ld"), cleanup_jobs={old_prune: True})
+    p = decide(md, observed, previous, OWNER)
+    (prune,) = [c for c in p.create if c["metadata"]["name"].startswith("digits-prune-")]
+    assert prune["metadata"]["name"] == f"digits-prune-{job.artifact_hash[:10]}"
+    assert prune["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
+    args = prune["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "prune-artifacts" and "--root=/mnt/pvc/models/modeldeploy/digits" in args
+    assert {a for a in args if a.startswith("--keep=")} == {"--keep=0ld", f"--keep={job.artifact_hash}"}
+    assert "--retain=1" in args and "--owner=ml/digits" in args
+    assert ("Job", old_prune) in p.delete, "the finished cleanup of the artifact served before goes"
+
+    again = decide(
+        md, Observed(jobs={job.artifact_hash: job}, cleanup_jobs={prune["metadata"]["name"]: True}), previous, OWNER
+    )
+    assert not [c for c in again.create if c["metadata"]["name"].startswith("digits-prune-")]
+    assert ("Job", prune["metadata"]["name"]) not in again.delete
+
+
+def test_no_retention_job_while_nothing_of_ours_serves(make_md: Callable[..., ModelDeployment]) -> None:
+    md = make_md()
+    p = decide(md, Observed(jobs={}), ModelDeploymentStatus(), OWNER)
+    assert [c["metadata"]["name"] for c in p.create] == [job_name(md.name, p.desired.hash)]
 
 
 def test_missing_claim_blocks_everything(make_md: Callable[..., ModelDeployment]) -> None:
@@ -312,7 +389,7 @@ def test_the_worst_slice_of_the_summary_reaches_status_optimization(make_md: Cal
     worst = {"name": "slice=night", "before": 1.0, "after": 0.925, "examples": 40}
     line = OptimizerSummary.model_validate({**SUMMARY, "metric": "accuracy", "worstSlice": worst}).to_line()
     summary = parse_summary(f"progress\n{line}\n")  # as the operator reads the pod's termination message
-    digest = desired_artifact(md.name, md.spec).hash
+    digest = desired_artifact(md.name, md.spec, md.namespace).hash
     job = JobView(job_name(md.name, digest), digest, "Succeeded", summary=summary)  # type: ignore[arg-type]
     p = plan(md, Observed(jobs={digest: job}), ModelDeploymentStatus(), OWNER, NOW)
     assert p.status.optimization is not None

@@ -161,6 +161,7 @@ def test_a_finished_job_rolls_out_the_serving_children_once(
     writes = reconcile()
     applied = [kind for verb, kind, _ in writes if verb == "create"]  # new children: created, never applied
     assert applied == [
+        "Job",  # the retention cleanup: the artifact became served
         "ConfigMap",
         "ConfigMap",
         "Deployment",

@@ -180,7 +180,7 @@ def test_the_operator_default_applies_only_where_the_spec_names_no_secret(
 
 def test_status_records_the_signer_and_ready_says_who_signed(make_md: Callable[..., ModelDeployment]) -> None:
     md = make_md(spec=SIGNED)
-    digest = desired_artifact(md.name, md.spec).hash
+    digest = desired_artifact(md.name, md.spec, md.namespace).hash
     summary = OptimizerSummary.model_validate(
         {
             "result": "Succeeded",

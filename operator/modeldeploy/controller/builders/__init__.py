@@ -55,6 +55,6 @@ def build_serving_children(md: ModelDeployment, artifact: Artifact, owner: Owner
 def render_all(md: ModelDeployment, owner: Owner | None = None) -> list[Manifest]:
     """Every child of the current spec, as `modeldeploy render` prints them: the optimization Job
     (when one is needed) and the serving children for the artifact it will produce."""
-    artifact = desired_artifact(md.name, md.spec)
+    artifact = desired_artifact(md.name, md.spec, md.namespace)
     jobs = [build_job(md, owner)] if needs_job(md.spec) else []
     return [build_network_policy(md, owner), *jobs, *build_serving_children(md, artifact, owner)]

@@ -4,6 +4,11 @@ An artifact is the result of optimizing one model with one optimization spec. It
 exactly what changes the result (the model source, version and checksum, and the pruning,
 quantization and evaluation settings; not resources or deadlines), so the Job that builds it has
 one deterministic name, and a spec change that does not alter the result does not re-run it.
+
+It also covers who fetched the source: the ModelDeployment's namespace and name, the credentials
+Secret it names, and the artifact store. Two ModelDeployments with the same URIs but different
+credentials (or namespaces) must never share a folder: one would become Ready on a model fetched
+with the other's credentials, and one's artifact cleanup would remove what the other serves.
 """
 
 from __future__ import annotations
@@ -72,10 +77,18 @@ def _evaluation_key(evaluation: Evaluation) -> dict[str, Any]:
     }
 
 
-def artifact_hash(spec: ModelDeploymentSpec) -> str:
+def artifact_hash(spec: ModelDeploymentSpec, name: str = "", namespace: str | None = None) -> str:
+    """sha256 (16 hex digits) of the canonical JSON of what makes the artifact: the source and its
+    identity (namespace, name, credentials Secret, artifact store) and the optimization settings."""
     opt = spec.optimization
     relevant: dict[str, Any] = {
         "model": spec.model.model_dump(include={"storage_uri", "format", "version", "sha256"}, mode="json"),
+        "source": {
+            "namespace": namespace or "",
+            "name": name,
+            "credentialsSecret": spec.model.credentials_secret or "",
+            "artifacts": spec.artifacts_uri(name) if name else "",
+        },
         "optimization": {
             "enabled": opt.enabled,
             "pruning": opt.pruning.model_dump(mode="json"),
@@ -125,9 +138,9 @@ def needs_job(spec: ModelDeploymentSpec) -> bool:
     return spec.optimization.enabled or spec.model.format != ModelFormat.SAVEDMODEL or signed
 
 
-def desired_artifact(name: str, spec: ModelDeploymentSpec) -> Artifact:
+def desired_artifact(name: str, spec: ModelDeploymentSpec, namespace: str | None = None) -> Artifact:
     """The artifact the current spec asks for."""
-    digest = artifact_hash(spec)
+    digest = artifact_hash(spec, name, namespace)
     if not needs_job(spec):
         return Artifact(
             digest, spec.model.version, optimized=False, location=spec.model.storage_uri, model_name=spec.model.name
@@ -143,10 +156,10 @@ def desired_artifact(name: str, spec: ModelDeploymentSpec) -> Artifact:
     )
 
 
-def output_base(name: str, spec: ModelDeploymentSpec) -> str:
+def output_base(name: str, spec: ModelDeploymentSpec, namespace: str | None = None) -> str:
     """Inside the Job's pod: the folder the optimizer writes `<version>/` into."""
     claim, prefix = pvc_parts(spec.artifacts_uri(name))
-    return pvc_path(claim, prefix, artifact_hash(spec))
+    return pvc_path(claim, prefix, artifact_hash(spec, name, namespace))
 
 
 def pvc_mount_path(claim: str) -> str:

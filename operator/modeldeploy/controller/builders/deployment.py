@@ -15,6 +15,7 @@ from modeldeploy.api.spec import pvc_parts, uri_scheme
 from modeldeploy.contract.layout import SIGNING_DIR, SIGNING_PUBLIC_KEY, TERMINATION_MESSAGE_PATH
 from modeldeploy.controller.builders import names, tfserving
 from modeldeploy.controller.builders.artifacts import MODELS_ROOT, Artifact
+from modeldeploy.controller.builders.job import secret_env
 from modeldeploy.controller.builders.labels import (
     ARTIFACT_LABEL,
     SERVING,
@@ -67,7 +68,7 @@ def _model_volumes(
             ],
         }
         if md.spec.model.credentials_secret:
-            fetch["envFrom"] = [{"secretRef": {"name": md.spec.model.credentials_secret}}]
+            fetch["envFrom"] = secret_env(md.spec.model.credentials_secret)
         init.append(fetch)
     if artifact.manifest_sha256 and scheme == "pvc":
         verify = _verify_container(md, artifact, [m for m in mounts if m["mountPath"] != MODELS_ROOT])

@@ -21,6 +21,8 @@ from modeldeploy.contract.layout import (
     TRUST_CHAIN_FILE,
     TRUST_PUBLIC_KEY_FILE,
 )
+from modeldeploy.contract.owner import ArtifactOwner, owner_flag
+from modeldeploy.contract.redact import SECRET_ENV_PREFIX
 from modeldeploy.controller.builders import names
 from modeldeploy.controller.builders.artifacts import (
     artifact_hash,
@@ -32,6 +34,7 @@ from modeldeploy.controller.builders.artifacts import (
 )
 from modeldeploy.controller.builders.labels import (
     ARTIFACT_LABEL,
+    MODEL_VERSION_ANNOTATION,
     OPTIMIZER,
     WORKLOAD_CHECKOV_SKIPS,
     Owner,
@@ -54,6 +57,17 @@ def pod_uri(uri: str) -> str:
     return f"file://{pvc_mount_path(claim)}/{path}"
 
 
+def artifact_owner(md: ModelDeployment) -> ArtifactOwner:
+    """Whose artifact folders the Jobs write or clean (an object rendered offline is in `default`)."""
+    return ArtifactOwner(namespace=md.namespace or "default", name=md.name, uid=md.metadata.uid or "")
+
+
+def secret_env(secret: str) -> list[dict[str, Any]]:
+    """The credentials Secret as environment: as it is (for boto3 and the GCS client), and again under
+    SECRET_ENV_PREFIX, so the program knows exactly which values to keep out of its messages."""
+    return [{"secretRef": {"name": secret}}, {"prefix": SECRET_ENV_PREFIX, "secretRef": {"name": secret}}]
+
+
 def optimizer_args(md: ModelDeployment) -> list[str]:
     """The optimizer's command line (the contract with `modeldeploy optimize`)."""
     spec = md.spec
@@ -62,11 +76,12 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
         "optimize",
         f"--source={pod_uri(spec.model.storage_uri)}",
         f"--format={spec.model.format.value}",
-        f"--output={output_base(md.name, spec)}",
+        f"--output={output_base(md.name, spec, md.namespace)}",
         f"--version={spec.model.version}",
         f"--termination-message-path={TERMINATION_MESSAGE_PATH}",
         "--log-format=text",
         "--reuse-complete-version",  # a retried pod reports what its first attempt published
+        f"--owner={owner_flag(artifact_owner(md))}",
     ]
     if spec.model.sha256:
         args.append(f"--sha256={spec.model.sha256}")
@@ -167,7 +182,7 @@ def _volumes(md: ModelDeployment) -> tuple[list[dict[str, Any]], list[dict[str, 
 def build_job(md: ModelDeployment, owner: Owner | None) -> Manifest:
     spec = md.spec
     opt = spec.optimization
-    digest = artifact_hash(spec)
+    digest = artifact_hash(spec, md.name, md.namespace)
     labels = {**child_labels(md.name, OPTIMIZER, spec.model.version), ARTIFACT_LABEL: digest}
     volumes, mounts = _volumes(md)
     container: dict[str, Any] = {
@@ -187,7 +202,7 @@ def build_job(md: ModelDeployment, owner: Owner | None) -> Manifest:
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if spec.model.credentials_secret:
-        container["envFrom"] = [{"secretRef": {"name": spec.model.credentials_secret}}]
+        container["envFrom"] = secret_env(spec.model.credentials_secret)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,  # the optimizer never talks to the API server
@@ -210,7 +225,7 @@ def build_job(md: ModelDeployment, owner: Owner | None) -> Manifest:
             md.namespace,
             labels,
             owner,
-            {"modeldeploy.io/model-version": str(spec.model.version), **WORKLOAD_CHECKOV_SKIPS},
+            {MODEL_VERSION_ANNOTATION: str(spec.model.version), **WORKLOAD_CHECKOV_SKIPS},
         ),
         "spec": {
             "backoffLimit": opt.backoff_limit,

@@ -15,10 +15,12 @@ from modeldeploy.controller.builders.names import serving_name
 
 MODEL_DEPLOYMENT_LABEL = "modeldeploy.io/model-deployment"
 ARTIFACT_LABEL = "modeldeploy.io/artifact"
+MODEL_VERSION_ANNOTATION = "modeldeploy.io/model-version"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "modeldeploy-operator"
 SERVING = "serving"
 OPTIMIZER = "optimizer"
+ARTIFACT_CLEANUP = "artifact-cleanup"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,17 @@ def job_name(parent: str, artifact_hash: str) -> str:
     return child_name(parent, f"opt-{artifact_hash[:10]}")
 
 
+def prune_job_name(parent: str, artifact_hash: str) -> str:
+    """One retention cleanup per (ModelDeployment, served artifact): it runs once when that artifact
+    becomes served."""
+    return child_name(parent, f"prune-{artifact_hash[:10]}")
+
+
+def cleanup_job_name(parent: str, uid: str) -> str:
+    """The cleanup after a delete: one per life of the ModelDeployment (its uid)."""
+    return child_name(parent, f"cleanup-{uid[:8]}")
+
+
 def serving_name(parent: str) -> str:
     """Deployment, Service, HPA and PDB share this name (they are different kinds)."""
     return child_name(parent)
