@@ -36,13 +36,16 @@ CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+    # What serves, next to what the spec asks for, and STATUS saying why they differ: a failed new
+    # version must be visible without -o wide.
+    {"name": "Serving", "type": "integer", "jsonPath": ".status.servedVersion"},
     {"name": "Version", "type": "integer", "jsonPath": ".spec.model.version"},
+    {"name": "Status", "type": "string", "jsonPath": ".status.summary"},
     {"name": "Optimized", "type": "string", "jsonPath": ".status.optimizedSummary"},
     {"name": "Size", "type": "string", "jsonPath": ".status.sizeSummary"},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
-    {"name": "Served", "type": "integer", "jsonPath": ".status.servedVersion", "priority": 1},
     {
         "name": "Reason",
         "type": "string",
