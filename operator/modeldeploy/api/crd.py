@@ -22,6 +22,7 @@ from modeldeploy.api.resource import (
     API_VERSION,
     GROUP,
     KIND,
+    NAME_MAX,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
@@ -247,7 +248,8 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "modeldeploy.io/v1alpha1"},
             "kind": {"type": "string", "description": "ModelDeployment"},
-            "metadata": {"type": "object"},
+            # Bounded, so that the API server can estimate the cost of the CEL rule on the name.
+            "metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": NAME_MAX}}},
             "spec": spec_schema,
             "status": status_schema,
         },

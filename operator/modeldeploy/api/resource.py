@@ -52,6 +52,7 @@ class ModelDeployment(ApiModel):
             f"self.metadata.name.matches('{NAME_PATTERN}')",
             "metadata.name must be a lowercase DNS label (a-z, 0-9 and '-', starting and ending with a letter "
             "or digit): it names the Service and other children",
+            ".metadata.name",
         ),
     )
 

@@ -31,6 +31,7 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SERVING_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 # The API server's rule for environment variable names: printable ASCII except '='.
 ENV_NAME_RE = r"^[ -<>-~]+$"
+ENV_MAX = 128  # variables; and a bound the API server needs to estimate the cost of the CEL rules
 # An image reference (the distribution/reference grammar, without IPv6 hosts): [HOST[:PORT]/]PATH
 # [:TAG][@DIGEST], repository path in lower case. Written without backslashes, so that the same
 # text is a Python regex, a CEL string and a Go regexp.
@@ -82,7 +83,6 @@ class ResourceRequirements(ApiModel):
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
-            "!isQuantity(string(self.requests[k])) || !isQuantity(string(self.limits[k])) || "
             f"{_quantity_cel('self.requests[k]')}.compareTo({_quantity_cel('self.limits[k]')}) <= 0)",
             "requests must not exceed limits (per resource)",
             ".requests",
@@ -90,11 +90,11 @@ class ResourceRequirements(ApiModel):
     )
 
     requests: dict[str, Quantity] = Field(
-        default_factory=dict, max_length=32, description="Minimum resources, e.g. {cpu: 500m, memory: 512Mi}."
+        default_factory=dict, max_length=8, description="Minimum resources, e.g. {cpu: 500m, memory: 512Mi}."
     )
     limits: dict[str, Quantity] = Field(
         default_factory=dict,
-        max_length=32,
+        max_length=8,
         description="Maximum resources (at least the request of the same resource). The CPU limit also sizes "
         "TF Serving's thread pools.",
     )
@@ -327,11 +327,8 @@ class EnvVar(ApiModel):
     """An environment variable, as in a Pod spec."""
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            f"self.name.matches('{ENV_NAME_RE}')",
-            "env name must consist of printable ASCII characters other than '='",
-            ".name",
-        ),
+        # The '=' check is CEL (for its message); the printable-ASCII pattern is the schema's (no CEL cost).
+        Rule("!self.name.contains('=')", "env name must consist of printable ASCII characters other than '='", ".name"),
         Rule(
             "!has(self.value) || !has(self.valueFrom)",
             "env value and valueFrom are mutually exclusive",
@@ -339,7 +336,12 @@ class EnvVar(ApiModel):
         ),
     )
 
-    name: str = Field(min_length=1, max_length=1024, description="Variable name (printable ASCII, no '=').")
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[ -~]+$",
+        description="Variable name (printable ASCII, no '=').",
+    )
     value: str | None = Field(default=None, description="Literal value.")
     value_from: Passthrough | None = Field(
         default=None, description="A Pod-spec valueFrom (secretKeyRef, configMapKeyRef, fieldRef...)."
@@ -388,7 +390,9 @@ class Serving(ApiModel):
         default=True,
         description="Serve model.tflite when the optimizer wrote one (TF Serving's --prefer_tflite_model).",
     )
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment of the TF Serving container.")
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=ENV_MAX, description="Extra environment of the TF Serving container."
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
     tolerations: list[Passthrough] = Field(default_factory=list, description="Pod tolerations.")
     affinity: Passthrough | None = Field(default=None, description="Pod affinity.")

@@ -28,7 +28,6 @@ cpus = st.sampled_from(["100m", "250m", "1", "2", "3500m", 4])
 memory = st.sampled_from(["128Mi", "1Gi", "2G", 536870912])
 
 
-
 def _within_limits(resources: dict[str, dict[str, Any]]) -> bool:
     """A valid spec asks for no more than its limits (the API server refuses the pod otherwise)."""
     requests, limits = resources.get("requests", {}), resources.get("limits", {})

@@ -211,8 +211,9 @@ def test_the_crd_carries_the_rules_the_api_server_checks() -> None:
     assert any("matches" in r and "metadata.name" in r for r in rules(schema))
     serving = spec["serving"]["properties"]
     assert any("compareTo" in r for r in rules(serving["resources"]))
-    assert serving["resources"]["properties"]["requests"]["maxProperties"] == 32  # CEL's cost needs a bound
-    assert any("matches" in r for r in rules(serving["env"]["items"]))
+    assert serving["resources"]["properties"]["requests"]["maxProperties"] == 8  # CEL's cost needs a bound
+    assert any("contains('=')" in r for r in rules(serving["env"]["items"]))
+    assert serving["env"]["maxItems"] == 128 and serving["env"]["items"]["properties"]["name"]["pattern"]
     assert any("image" in r for r in rules(schema["properties"]["spec"]["properties"]["serving"]))
     assert any("oldSelf" in r for r in rules(schema["properties"]["spec"]))
 
