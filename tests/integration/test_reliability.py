@@ -133,6 +133,14 @@ def test_a_refused_child_is_a_condition_one_warning_and_no_retry_loop(
     assert condition(md, "Optimized")["status"] == "True"
     assert_no_write_loop(operator_log, "an unchanged refused Deployment")
     assert len(warning_events(control_plane, namespace, "refused", "ChildRejected")) == 1
+    # Events carry eventTime: kubectl describe gives their age and lists them in order, the refusal last.
+    described = control_plane.kubectl("describe", "md", "refused", "-n", namespace).stdout
+    rows = [line.split() for line in described.split("Events:", 1)[1].splitlines()[3:] if line.strip()]
+    assert all(row[2] != "<unknown>" for row in rows), described
+    reasons = [row[1] for row in rows]
+    assert reasons[-1] == "ChildRejected" and reasons.index("Ready") < len(reasons) - 1, described
+    printed = control_plane.kubectl("get", "md", "refused", "-n", namespace).stdout
+    assert "Degraded: v1 failed (ChildRejected)" in printed, printed
     log = operator_log.log()
     assert "Traceback" not in log, log[-3000:]
     # Fixing the spec clears it.
@@ -190,7 +198,8 @@ def test_service_port_edits_are_repaired_and_other_managers_fields_left_alone(
                            "value": "0.5"}]),
     )  # fmt: skip
     assert_no_write_loop(operator_log, "a quantity rewritten in another spelling")
-    assert "reconcile failed" not in operator_log.log()
+    failures = [line for line in operator_log.log().splitlines() if f"{namespace}/ports: reconcile failed" in line]
+    assert failures == [], failures
 
 
 # -- item 4: replicas under an HPA ---------------------------------------------------------------------
@@ -236,6 +245,8 @@ def replica_watch(control_plane: ControlPlane) -> Iterator[tuple[list[int], Any]
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_a_rollout_under_an_hpa_never_drops_below_min_replicas(
@@ -276,10 +287,11 @@ def test_a_rollout_under_an_hpa_never_drops_below_min_replicas(
 def test_unschedulable_and_unpullable_serving_pods_say_why(
     control_plane: ControlPlane, kube: KubeClient, namespace: str, models_claim: Path, operator_log: OperatorProcess
 ) -> None:
+    # The node selector holds for the optimization Job's pod too: it is the first that cannot start.
     apply(control_plane, md_manifest("nowhere", namespace, serving={"nodeSelector": {"gpu": "h100"}}))
-    md = wait_condition(kube, namespace, "nowhere", "ServingReady", "Unschedulable")
-    assert "node" in condition(md, "ServingReady")["message"]
-    assert condition(md, "Ready")["reason"] == "Unschedulable"
+    md = wait_condition(kube, namespace, "nowhere", "Ready", "Unschedulable")
+    assert "didn't match Pod's node affinity/selector" in condition(md, "Ready")["message"]
+    assert condition(md, "Optimized")["reason"] == "Unschedulable" and md["status"]["phase"] == "Pending"
 
     # Neither kwok nor the executor touches a pod with this label's value: the test is its kubelet.
     serving = {"image": "registry.invalid/tfserving:none", "podLabels": {"modeldeploy.io/local-kubelet": "off"}}
