@@ -24,6 +24,7 @@ from kubernetes import config as k8s_config
 from modeldeploy.k8s.kinds import KINDS
 
 FIELD_MANAGER = "modeldeploy-operator"
+REPORTING_CONTROLLER = "modeldeploy.io/operator"
 # Which operator replica posted an Event (kubectl describe shows it): the pod's name in a cluster.
 REPORTING_INSTANCE = f"{FIELD_MANAGER}-{socket.gethostname()}"[:128]
 
@@ -202,21 +203,29 @@ class KubeClient:
     def emit_event(
         self, regarding: dict[str, Any], event_type: str, reason: str, note: str, action: str, now: str
     ) -> None:
+        """Post an Event through core/v1: the only API that takes both eventTime (with the reporting
+        controller, instance and action) and lastTimestamp, which `kubectl describe` sorts by (an
+        Event with eventTime alone sorts as the zero time, in name order). `now` is a MicroTime."""
         meta = regarding["metadata"]
         namespace = meta.get("namespace") or "default"
+        seconds = now[:19] + "Z"
         event = {
-            "apiVersion": "events.k8s.io/v1",
+            "apiVersion": "v1",
             "kind": "Event",
             # kubectl's convention: <object>.<unique suffix>
             "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
             "eventTime": now,
-            "reportingController": "modeldeploy.io/operator",
+            "firstTimestamp": seconds,
+            "lastTimestamp": seconds,
+            "count": 1,
+            "reportingComponent": REPORTING_CONTROLLER,
             "reportingInstance": REPORTING_INSTANCE,
+            "source": {"component": REPORTING_CONTROLLER},
             "action": action,
             "reason": reason,
-            "note": note[:1024],
+            "message": note[:1024],
             "type": event_type,
-            "regarding": {
+            "involvedObject": {
                 "apiVersion": regarding["apiVersion"],
                 "kind": regarding["kind"],
                 "name": meta["name"],
