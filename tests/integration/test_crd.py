@@ -50,7 +50,9 @@ def with_spec(**spec: Any) -> dict[str, Any]:
 def test_get_modeldeployments_shows_the_printer_columns(control_plane: ControlPlane, crd: str, namespace: str) -> None:
     apply(control_plane, namespace, MINIMAL)
     table = control_plane.kubectl("-n", namespace, "get", "modeldeployments").stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "MODEL", "VERSION", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"]
+    assert table[0].split() == [
+        "NAME", "READY", "MODEL", "SERVING", "VERSION", "STATUS", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"
+    ]  # fmt: skip
     row = table[1].split()
     assert row[0] == "digits-mlp"
     assert "digits" in row  # MODEL; READY, OPTIMIZED, SIZE, REPLICAS stay empty until the operator reports
@@ -103,6 +105,31 @@ def test_get_modeldeployments_shows_the_printer_columns(control_plane: ControlPl
             "evaluation.maxSliceAccuracyDrop needs evaluation.datasetUri",
             id="slice-gate-without-data",
         ),
+        pytest.param(
+            {"serving": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}}}},
+            "requests must not exceed limits",
+            id="requests-above-limits",
+        ),
+        pytest.param(
+            {"optimization": {"resources": {"requests": {"memory": "8Gi"}, "limits": {"memory": "4Gi"}}}},
+            "requests must not exceed limits",
+            id="optimizer-requests-above-limits",
+        ),
+        pytest.param(
+            {"serving": {"env": [{"name": "A=B", "value": "x"}]}},
+            "must consist of printable ASCII characters other than '='",
+            id="env-name-with-equals",
+        ),
+        pytest.param(
+            {"serving": {"image": "TensorFlow/Serving:latest"}},
+            "is not a valid image reference",
+            id="image-reference-upper-case",
+        ),
+        pytest.param(
+            {"optimization": {"image": "ghcr.io/modeldeploy/optimizer:0.1.0 "}},
+            "is not a valid image reference",
+            id="image-reference-trailing-space",
+        ),
     ],
 )
 def test_invalid_modeldeployment_is_rejected_with_the_cel_message(
@@ -130,3 +157,29 @@ def test_kubectl_scale_changes_serving_replicas_through_the_scale_subresource(
     )
     assert scale["kind"] == "Scale"
     assert scale["spec"]["replicas"] == 3
+
+
+def test_a_name_children_cannot_carry_is_rejected_at_admission(
+    control_plane: ControlPlane, crd: str, namespace: str
+) -> None:
+    """A dot is fine in a custom resource's name but not in a Service's or a label's: refused at once."""
+    obj = copy.deepcopy(MINIMAL)
+    obj["metadata"]["name"] = "digits.v2"
+    with pytest.raises(CommandError) as rejected:
+        apply(control_plane, namespace, obj)
+    assert "metadata.name must be a lowercase DNS label" in rejected.value.stderr
+    assert control_plane.kubectl("-n", namespace, "get", "md", "-o", "name").stdout.strip() == ""
+
+
+def test_kubectl_scale_is_refused_while_autoscaling_owns_replicas(
+    control_plane: ControlPlane, crd: str, namespace: str
+) -> None:
+    cp = control_plane
+    apply(cp, namespace, with_spec(autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 3}))
+    scaled = cp.kubectl("-n", namespace, "scale", "md", "digits-mlp", "--replicas=3", check=False)
+    assert scaled.returncode != 0
+    assert "serving.replicas cannot change while autoscaling.enabled" in scaled.stderr, scaled.stderr
+    stored = cp.kubectl("-n", namespace, "get", "md", "digits-mlp", "-o", "jsonpath={.spec.serving.replicas}")
+    assert stored.stdout == "1"
+    # Turning autoscaling off in the same change is allowed (the replicas then belong to the spec).
+    apply(cp, namespace, with_spec(autoscaling={"enabled": False}, serving={"replicas": 2}))

@@ -154,7 +154,7 @@ def test_operator_with_the_charts_rbac_serves_an_example_in_restricted_namespace
             ("list", "pods", namespace),
             ("watch", "persistentvolumeclaims", namespace),
             ("watch", "pods", namespace),
-            ("create", "events.events.k8s.io", namespace),
+            ("create", "events", namespace),
             ("watch", "customresourcedefinitions.apiextensions.k8s.io", None),
         ]
         denied = [

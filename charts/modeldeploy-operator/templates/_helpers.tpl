@@ -110,8 +110,8 @@ all-namespaces mode, a Role per namespace in namespaced mode. Each verb is one t
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [list, watch]
-# An Event on every transition a user cares about.
-- apiGroups: [events.k8s.io]
+# An Event on every transition a user cares about (core/v1: kubectl describe sorts by lastTimestamp).
+- apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- end }}

@@ -22,6 +22,7 @@ from modeldeploy.api.resource import (
     API_VERSION,
     GROUP,
     KIND,
+    NAME_MAX,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
@@ -36,13 +37,16 @@ CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+    # What serves, next to what the spec asks for, and STATUS saying why they differ: a failed new
+    # version must be visible without -o wide.
+    {"name": "Serving", "type": "integer", "jsonPath": ".status.servedVersion"},
     {"name": "Version", "type": "integer", "jsonPath": ".spec.model.version"},
+    {"name": "Status", "type": "string", "jsonPath": ".status.summary"},
     {"name": "Optimized", "type": "string", "jsonPath": ".status.optimizedSummary"},
     {"name": "Size", "type": "string", "jsonPath": ".status.sizeSummary"},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
-    {"name": "Served", "type": "integer", "jsonPath": ".status.servedVersion", "priority": 1},
     {
         "name": "Reason",
         "type": "string",
@@ -244,7 +248,8 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "modeldeploy.io/v1alpha1"},
             "kind": {"type": "string", "description": "ModelDeployment"},
-            "metadata": {"type": "object"},
+            # Bounded, so that the API server can estimate the cost of the CEL rule on the name.
+            "metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": NAME_MAX}}},
             "spec": spec_schema,
             "status": status_schema,
         },

@@ -16,6 +16,7 @@ QUANTITY_PATTERN = (
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 _QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+QUANTITY_MAX = 64
 _SUFFIX = {
     "n": Decimal("1e-9"),
     "u": Decimal("1e-6"),
@@ -41,7 +42,7 @@ def _coerce(value: Any) -> Any:
         return value  # let pydantic reject it: `cpu: true` is not a quantity
     if isinstance(value, int | float):
         value = str(value)
-    if isinstance(value, str) and not _QUANTITY_RE.match(value):
+    if isinstance(value, str) and (len(value) > QUANTITY_MAX or not _QUANTITY_RE.match(value)):
         raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)")
     return value
 
@@ -54,6 +55,8 @@ Quantity = Annotated[
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY_PATTERN,
+            # bounds the cost the API server estimates for CEL rules that parse quantities
+            "maxLength": QUANTITY_MAX,
         }
     ),
 ]

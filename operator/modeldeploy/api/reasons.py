@@ -47,6 +47,10 @@ class Reason(StrEnum):
     # any condition: the spec cannot be acted on
     INVALID_SPEC = "InvalidSpec"
     PERSISTENT_VOLUME_CLAIM_NOT_FOUND = "PersistentVolumeClaimNotFound"
+    # any condition: the API server refused to store a child we built (Job, Deployment, Service...)
+    CHILD_REJECTED = "ChildRejected"
+    # a claim the pods mount exists but is not bound to a volume, and the pods wait for it
+    PERSISTENT_VOLUME_CLAIM_PENDING = "PersistentVolumeClaimPending"
 
 
 class KubernetesReason(StrEnum):
@@ -58,6 +62,26 @@ class KubernetesReason(StrEnum):
     CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
     SECRET_NOT_FOUND = "SecretNotFound"
     UNSCHEDULABLE = "Unschedulable"
+    ERR_IMAGE_PULL = "ErrImagePull"
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    INVALID_IMAGE_NAME = "InvalidImageName"
+    CREATE_CONTAINER_ERROR = "CreateContainerError"
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+
+
+# Why a pod cannot start, as its kubelet or the scheduler says it: surfaced as the condition's reason
+# instead of the Deployment's "does not have minimum availability".
+POD_START_FAILURES: frozenset[str] = frozenset(
+    {
+        KubernetesReason.UNSCHEDULABLE,
+        KubernetesReason.ERR_IMAGE_PULL,
+        KubernetesReason.IMAGE_PULL_BACK_OFF,
+        KubernetesReason.INVALID_IMAGE_NAME,
+        KubernetesReason.CREATE_CONTAINER_CONFIG_ERROR,
+        KubernetesReason.CREATE_CONTAINER_ERROR,
+        KubernetesReason.CRASH_LOOP_BACK_OFF,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,16 @@ REASONS: dict[str, ReasonInfo] = {
     Reason.PERSISTENT_VOLUME_CLAIM_NOT_FOUND: ReasonInfo(
         warning=True, meaning="a claim the spec refers to does not exist"
     ),
+    Reason.CHILD_REJECTED: ReasonInfo(
+        warning=True,
+        meaning=(
+            "the API server refused a child built from the spec (its message names the field); "
+            "nothing is retried until the spec or the child changes"
+        ),
+    ),
+    Reason.PERSISTENT_VOLUME_CLAIM_PENDING: ReasonInfo(
+        warning=True, meaning="a claim the pods mount is not bound to a volume: the pods wait for it"
+    ),
     KubernetesReason.DEADLINE_EXCEEDED: ReasonInfo(
         warning=True, meaning="the Job ran longer than optimization.deadlineSeconds"
     ),
@@ -117,6 +151,15 @@ REASONS: dict[str, ReasonInfo] = {
     ),
     KubernetesReason.SECRET_NOT_FOUND: ReasonInfo(warning=True, meaning="a Secret the pod needs is missing"),
     KubernetesReason.UNSCHEDULABLE: ReasonInfo(warning=True, meaning="no node can run the pod"),
+    KubernetesReason.ERR_IMAGE_PULL: ReasonInfo(warning=True, meaning="a pod's image cannot be pulled"),
+    KubernetesReason.IMAGE_PULL_BACK_OFF: ReasonInfo(
+        warning=True, meaning="a pod's image cannot be pulled; the kubelet keeps retrying"
+    ),
+    KubernetesReason.INVALID_IMAGE_NAME: ReasonInfo(warning=True, meaning="a pod's image reference is invalid"),
+    KubernetesReason.CREATE_CONTAINER_ERROR: ReasonInfo(
+        warning=True, meaning="the container runtime cannot create a container"
+    ),
+    KubernetesReason.CRASH_LOOP_BACK_OFF: ReasonInfo(warning=True, meaning="a pod's container keeps exiting"),
     **{failure.value: ReasonInfo(warning=True, meaning=f"optimizer: {failure.description}") for failure in Failure},
 }
 

@@ -48,6 +48,12 @@ class ModelDeployment(ApiModel):
             f"size(self.metadata.name) <= {NAME_MAX}",
             f"metadata.name must be at most {NAME_MAX} characters: it is used as a label value",
         ),
+        Rule(
+            f"self.metadata.name.matches('{NAME_PATTERN}')",
+            "metadata.name must be a lowercase DNS label (a-z, 0-9 and '-', starting and ending with a letter "
+            "or digit): it names the Service and other children",
+            ".metadata.name",
+        ),
     )
 
     api_version: Literal["modeldeploy.io/v1alpha1"] = Field(alias="apiVersion")

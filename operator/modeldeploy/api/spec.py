@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, model_validator
 
 from modeldeploy.api.base import ApiModel, Rule
-from modeldeploy.api.quantity import Quantity
+from modeldeploy.api.quantity import Quantity, parse_quantity
 from modeldeploy.contract.formats import ModelFormat, Quantization
 
 DEFAULT_TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
@@ -29,6 +29,21 @@ _ARTIFACT_RE = r"^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$"
 _PVC_RE = r"^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/.+"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SERVING_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+# The API server's rule for environment variable names: printable ASCII except '='.
+ENV_NAME_RE = r"^[ -<>-~]+$"
+ENV_MAX = 128  # variables; and a bound the API server needs to estimate the cost of the CEL rules
+# An image reference (the distribution/reference grammar, without IPv6 hosts): [HOST[:PORT]/]PATH
+# [:TAG][@DIGEST], repository path in lower case. Written without backslashes, so that the same
+# text is a Python regex, a CEL string and a Go regexp.
+_DOMAIN_PART = "([a-zA-Z0-9]|[a-zA-Z0-9][-a-zA-Z0-9]*[a-zA-Z0-9])"
+_PATH_PART = "[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*"
+IMAGE_RE = (
+    f"^({_DOMAIN_PART}([.]{_DOMAIN_PART})*(:[0-9]+)?/)?{_PATH_PART}(/{_PATH_PART})*"
+    "(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?"
+    "(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+IMAGE_MAX = 512
+_IMAGE_MESSAGE = "is not a valid image reference (e.g. tensorflow/serving:2.20.0, or REGISTRY/PATH@sha256:DIGEST)"
 
 Uri = Annotated[str, Field(max_length=2048)]
 Labels = dict[str, Annotated[str, Field(max_length=63)]]
@@ -66,16 +81,42 @@ class ServiceType(StrEnum):
     LOAD_BALANCER = "LoadBalancer"
 
 
+def _quantity_cel(value: str) -> str:
+    return f"quantity(string({value}))"
+
+
 class ResourceRequirements(ApiModel):
     """Compute resources of a container, as in a Pod spec."""
 
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+            f"{_quantity_cel('self.requests[k]')}.compareTo({_quantity_cel('self.limits[k]')}) <= 0)",
+            "requests must not exceed limits (per resource)",
+            ".requests",
+        ),
+    )
+
     requests: dict[str, Quantity] = Field(
-        default_factory=dict, description="Minimum resources, e.g. {cpu: 500m, memory: 512Mi}."
+        default_factory=dict, max_length=8, description="Minimum resources, e.g. {cpu: 500m, memory: 512Mi}."
     )
     limits: dict[str, Quantity] = Field(
         default_factory=dict,
-        description="Maximum resources. The CPU limit also sizes TF Serving's thread pools.",
+        max_length=8,
+        description="Maximum resources (at least the request of the same resource). The CPU limit also sizes "
+        "TF Serving's thread pools.",
     )
+
+    @model_validator(mode="after")
+    def _check_requests_within_limits(self) -> ResourceRequirements:
+        over = [
+            f"{name} {value} > {self.limits[name]}"
+            for name, value in self.requests.items()
+            if name in self.limits and parse_quantity(value) > parse_quantity(self.limits[name])
+        ]
+        if over:
+            raise ValueError(f"{self.cel_rules[0].message}: {', '.join(over)}")
+        return self
 
 
 _OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -348,6 +389,7 @@ class Optimization(ApiModel):
             "quantization int8 needs representative data: pruning.trainDataUri or evaluation.datasetUri",
             ".quantization",
         ),
+        Rule(f"self.image.matches('{IMAGE_RE}')", f"optimization.image {_IMAGE_MESSAGE}", ".image"),
     )
 
     enabled: bool = Field(
@@ -366,7 +408,12 @@ class Optimization(ApiModel):
         ),
     )
     evaluation: Evaluation = Field(default_factory=Evaluation, description="The accuracy quality gate.")
-    image: str = Field(default=DEFAULT_OPTIMIZER_IMAGE, min_length=1, description="The optimizer's container image.")
+    image: str = Field(
+        default=DEFAULT_OPTIMIZER_IMAGE,
+        min_length=1,
+        max_length=IMAGE_MAX,
+        description="The optimizer's container image.",
+    )
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(
             requests={"cpu": "1", "memory": "2Gi"}, limits={"cpu": "2", "memory": "4Gi"}
@@ -388,6 +435,8 @@ class Optimization(ApiModel):
             and not self.evaluation.dataset_uri
         ):
             raise ValueError(self.cel_rules[1].message)
+        if not re.fullmatch(IMAGE_RE, self.image):
+            raise ValueError(f"{self.cel_rules[2].message}: {self.image!r}")
         return self
 
 
@@ -431,24 +480,58 @@ class Batching(ApiModel):
 class EnvVar(ApiModel):
     """An environment variable, as in a Pod spec."""
 
-    name: str = Field(min_length=1, description="Variable name.")
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        # The '=' check is CEL (for its message); the printable-ASCII pattern is the schema's (no CEL cost).
+        Rule("!self.name.contains('=')", "env name must consist of printable ASCII characters other than '='", ".name"),
+        Rule(
+            "!has(self.value) || !has(self.valueFrom)",
+            "env value and valueFrom are mutually exclusive",
+            ".valueFrom",
+        ),
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[ -~]+$",
+        description="Variable name (printable ASCII, no '=').",
+    )
     value: str | None = Field(default=None, description="Literal value.")
     value_from: Passthrough | None = Field(
         default=None, description="A Pod-spec valueFrom (secretKeyRef, configMapKeyRef, fieldRef...)."
     )
 
+    @model_validator(mode="after")
+    def _check_env(self) -> EnvVar:
+        if not re.fullmatch(ENV_NAME_RE, self.name):
+            raise ValueError(f"{self.cel_rules[0].message}: {self.name!r}")
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(self.cel_rules[1].message)
+        return self
+
 
 class Serving(ApiModel):
     """The TensorFlow Serving Deployment."""
 
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(f"self.image.matches('{IMAGE_RE}')", f"serving.image {_IMAGE_MESSAGE}", ".image"),
+    )
+
     image: str = Field(
-        default=DEFAULT_TF_SERVING_IMAGE, min_length=1, description="TF Serving image (pin an exact tag)."
+        default=DEFAULT_TF_SERVING_IMAGE,
+        min_length=1,
+        max_length=IMAGE_MAX,
+        description="TF Serving image (pin an exact tag).",
     )
     replicas: int = Field(
         default=1,
         ge=0,
         le=1000,
-        description="Replicas when autoscaling is off (kubectl scale md NAME --replicas=N sets it).",
+        description=(
+            "Replicas when autoscaling is off (kubectl scale md NAME --replicas=N sets it). While "
+            "autoscaling.enabled the HPA owns the replica count: a change of this field (kubectl scale "
+            "included) is refused; change autoscaling.minReplicas/maxReplicas instead."
+        ),
     )
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(
@@ -461,7 +544,9 @@ class Serving(ApiModel):
         default=True,
         description="Serve model.tflite when the optimizer wrote one (TF Serving's --prefer_tflite_model).",
     )
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment of the TF Serving container.")
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=ENV_MAX, description="Extra environment of the TF Serving container."
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
     tolerations: list[Passthrough] = Field(default_factory=list, description="Pod tolerations.")
     affinity: Passthrough | None = Field(default=None, description="Pod affinity.")
@@ -469,6 +554,12 @@ class Serving(ApiModel):
     service_account_name: str | None = Field(default=None, description="ServiceAccount of the serving pods.")
     pod_labels: Labels = Field(default_factory=dict, description="Extra labels on the serving pods.")
     pod_annotations: Annotations = Field(default_factory=dict, description="Extra annotations on the serving pods.")
+
+    @model_validator(mode="after")
+    def _check_image(self) -> Serving:
+        if not re.fullmatch(IMAGE_RE, self.image):
+            raise ValueError(f"{self.cel_rules[0].message}: {self.image!r}")
+        return self
 
 
 class Autoscaling(ApiModel):
@@ -576,6 +667,15 @@ class ModelDeploymentSpec(ApiModel):
             "(has(self.artifacts) && has(self.artifacts.uri)) || self.model.storageUri.startsWith('pvc://')",
             "artifacts.uri is required when model.storageUri is not pvc://",
             ".artifacts",
+        ),
+        # A transition rule (oldSelf): the API server alone can check it, on updates, including the
+        # scale subresource that `kubectl scale md` writes.
+        Rule(
+            "!self.autoscaling.enabled || !oldSelf.autoscaling.enabled || "
+            "self.serving.replicas == oldSelf.serving.replicas",
+            "serving.replicas cannot change while autoscaling.enabled: the HorizontalPodAutoscaler owns the "
+            "replica count; change autoscaling.minReplicas/maxReplicas, or disable autoscaling",
+            ".serving.replicas",
         ),
     )
 

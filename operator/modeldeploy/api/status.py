@@ -117,3 +117,10 @@ class ModelDeploymentStatus(ApiModel):
         default=None, description="Label selector of the serving pods (for the HPA and kubectl scale)."
     )
     url: str | None = Field(default=None, description="In-cluster REST URL of the model.")
+    summary: str | None = Field(
+        default=None,
+        description=(
+            "The STATUS column: the phase, and what keeps the spec's version from serving, e.g. "
+            "'Degraded: v3 failed (QualityGateFailed)'."
+        ),
+    )

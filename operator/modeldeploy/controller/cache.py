@@ -66,7 +66,11 @@ def slim(kind: str, body: Obj) -> Obj:
     if "apiVersion" in body:
         out["apiVersion"] = body["apiVersion"]
     if kind == CLAIM:
-        return out  # only its existence matters
+        # its existence, and whether it is bound yet
+        phase = body.get("status", {}).get("phase")
+        if phase:
+            out["status"] = {"phase": phase}
+        return out
     if kind == POD:
         status = body.get("status", {})
         out["status"] = {
@@ -92,6 +96,7 @@ def _version(obj: Obj) -> int | None:
 class _Entry:
     version: int | None
     owner: str | None  # the ModelDeployment label's value
+    pending: bool  # a claim not bound to a volume yet
     blob: bytes  # the slim object as compact JSON, deflated
 
     def load(self) -> Obj:
@@ -109,7 +114,8 @@ def owner_of(kind: str, body: Obj) -> str | None:
 
 def _entry(kind: str, obj: Obj) -> _Entry:
     blob = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
-    return _Entry(_version(obj), owner_of(kind, obj), blob)
+    pending = kind == CLAIM and obj.get("status", {}).get("phase") == "Pending"
+    return _Entry(_version(obj), owner_of(kind, obj), pending, blob)
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class Snapshot:
     model_deployment: Obj | None
     children: dict[str, list[Obj]]  # kind -> objects labelled with the ModelDeployment's name
     claims: frozenset[str]  # claims that exist in the namespace
+    pending_claims: frozenset[str] = frozenset()  # of those, the ones not bound to a volume yet
 
     def of_kind(self, kind: str) -> list[Obj]:
         return self.children.get(kind, [])
@@ -129,6 +136,7 @@ class Cache:
     _objects: dict[tuple[str, str, str], _Entry] = field(default_factory=dict)  # (kind, namespace, name)
     _by_owner: dict[Key, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))  # -> (kind, name)
     _claims: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> claims
+    _pending_claims: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # namespace -> Pending
     _claim_users: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))  # (ns, claim) -> MDs
     _md_claims: dict[Key, frozenset[str]] = field(default_factory=dict)  # (ns, MD) -> claims it mounts
     # (ns, MD) -> the last body of a deleted ModelDeployment, until its artifact cleanup Job exists
@@ -218,11 +226,12 @@ class Cache:
                 for kind, name in sorted(self._by_owner.get((namespace, md_name), ()))
             ]
             claims = frozenset(self._claims.get(namespace, ()))
+            pending = frozenset(self._pending_claims.get(namespace, ()))
         children: dict[str, list[Obj]] = defaultdict(list)
         for kind, entry in entries:
             if entry is not None:
                 children[kind].append(entry.load())
-        return Snapshot(md.load() if md is not None else None, dict(children), claims)
+        return Snapshot(md.load() if md is not None else None, dict(children), claims, pending)
 
     def model_deployment_keys(self) -> list[Key]:
         with self._lock:
@@ -246,6 +255,8 @@ class Cache:
         kind, namespace, name = key
         if kind == CLAIM:
             self._claims[namespace].add(name)
+            if entry.pending:
+                self._pending_claims[namespace].add(name)
             return
         if entry.owner:
             self._by_owner[(namespace, entry.owner)].add((kind, name))
@@ -254,6 +265,7 @@ class Cache:
         kind, namespace, name = key
         if kind == CLAIM:
             self._claims[namespace].discard(name)
+            self._pending_claims[namespace].discard(name)
             return
         if entry.owner is None:
             return

@@ -16,7 +16,14 @@ from modeldeploy.controller.builders.artifacts import claims_read
 from modeldeploy.controller.builders.deployment import VERIFY_CONTAINER
 from modeldeploy.controller.builders.labels import ARTIFACT_CLEANUP, COMPONENT_LABEL, OPTIMIZER, SERVING
 from modeldeploy.controller.cache import Snapshot
-from modeldeploy.controller.views import Observed, job_finished, refused_artifacts, view_deployment, view_job
+from modeldeploy.controller.views import (
+    Observed,
+    job_finished,
+    pod_problems,
+    refused_artifacts,
+    view_deployment,
+    view_job,
+)
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -79,7 +86,9 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
             if obj is not None and owned_by(obj, md_name):
                 children[(kind, name)] = obj
     deployment = children.get(("Deployment", child_names.serving_name(md_name)))
-    missing = tuple(c for c in referenced_claims(md) if c not in snapshot.claims)
+    claims = referenced_claims(md)
+    missing = tuple(c for c in claims if c not in snapshot.claims)
+    pending = tuple(c for c in claims if c in snapshot.pending_claims)
     return Observed(
         refused_artifacts=refused_artifacts(serving_pods, VERIFY_CONTAINER),
         jobs=jobs,
@@ -87,4 +96,6 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
         children=children,
         missing_claims=missing,
         cleanup_jobs=cleanup_jobs,
+        pod_problems=pod_problems(serving_pods),
+        pending_claims=pending,
     )

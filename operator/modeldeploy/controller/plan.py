@@ -53,6 +53,8 @@ class Plan:
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     # Running optimization Jobs of artifacts the spec no longer asks for: deleted, each with an Event.
     cancel: list[JobView] = field(default_factory=list)
+    # (kind, name) -> the manifest to create the child with, when it differs from what is applied
+    initial: dict[tuple[str, str], Manifest] = field(default_factory=dict)
 
 
 def result_from_job(job: JobView) -> OptimizationResult:
@@ -126,6 +128,12 @@ def _retention(
     return [build_prune_job(md, serve.hash, keep, owner)]
 
 
+def initial_deployment(md: ModelDeployment, deployment: Manifest) -> Manifest:
+    """Under an HPA the applied Deployment has no replicas (the HPA owns them); created without, it
+    would start at 1, below minReplicas, until the HPA's next pass."""
+    return {**deployment, "spec": {**deployment["spec"], "replicas": md.spec.autoscaling.min_replicas}}
+
+
 def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatus, owner: Owner) -> Plan:
     spec = md.spec
     desired = desired_artifact(md.name, spec, md.namespace)
@@ -165,8 +173,10 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
         for child in build_serving_children(md, serve, owner):
             out.apply.append(child)
             wanted.add((child["kind"], child["metadata"]["name"]))
+            if child["kind"] == "Deployment" and spec.autoscaling.enabled:
+                out.initial[(child["kind"], child["metadata"]["name"])] = initial_deployment(md, child)
     out.delete += [key for key in observed.children if key[0] in PRUNABLE_KINDS and key not in wanted]
     return out
 
 
-__all__ = ["Blocked", "Plan", "plan", "previous_artifact", "result_from_job"]
+__all__ = ["Blocked", "Plan", "initial_deployment", "plan", "previous_artifact", "result_from_job"]

@@ -5,11 +5,19 @@ a worker calls `Reconciler.reconcile(namespace, name)`, which never assumes whic
 It reads only the cache (no request), and writes only what differs: a child is applied when the
 live object lacks a field we set, status is patched when it changed, Events are posted on the
 transitions a user cares about. Every write's answer goes into the cache at once.
+
+A write the API server refuses (invalid, forbidden) is not an error to retry: the same manifest
+gets the same answer. It becomes a `ChildRejected` condition with the API server's message, and
+the reconciler remembers it: until the manifest we want or the live child changes, the next passes
+send nothing (no write per resync for an object that cannot be stored).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +32,11 @@ from modeldeploy.controller.builders import Owner
 from modeldeploy.controller.builders.artifacts import with_signing_default
 from modeldeploy.controller.builders.cleanup import build_delete_cleanup_job
 from modeldeploy.controller.cache import Cache
-from modeldeploy.controller.drift import is_subset
+from modeldeploy.controller.drift import is_subset, service_ports_repair
 from modeldeploy.controller.observe import observe, referenced_claims
 from modeldeploy.controller.plan import plan
 from modeldeploy.controller.status import EventSpec, StatusUpdate, cancelled_event, failed_status, status_of
+from modeldeploy.controller.views import Rejection
 from modeldeploy.k8s.client import ApiError, KubeClient
 
 log = logging.getLogger("modeldeploy.reconcile")
@@ -47,6 +56,7 @@ class ReconcileResult:
     status_patched: bool = False
     events: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # children not written: the name is someone else's
+    rejected: list[str] = field(default_factory=list)  # children the API server refused (now or before)
 
     @property
     def wrote(self) -> bool:
@@ -83,6 +93,30 @@ def record_status_metrics(namespace: str, name: str, status: ModelDeploymentStat
         metrics.OPTIMIZATION_SECONDS.labels(namespace, name).set(result.duration_seconds)
 
 
+ChildKey = tuple[str, str, str, str]  # (namespace, ModelDeployment, kind, child name)
+
+
+@dataclass(frozen=True)
+class RefusedWrite:
+    """A write the API server refused, and what it was made from: sending the same manifest to the
+    same live child again would be refused again."""
+
+    manifest_digest: str
+    live_version: str | None  # the live child's generation (resourceVersion for kinds without), None: absent
+    rejection: Rejection
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def live_version(live: dict[str, Any] | None) -> str | None:
+    if live is None:
+        return None
+    meta = live["metadata"]
+    return str(meta.get("generation") or meta.get("resourceVersion") or "")
+
+
 class Reconciler:
     """Reconciles ModelDeployments from the cache. The work queue guarantees that one object is
     never reconciled by two workers at once, so no lock is needed here."""
@@ -99,6 +133,8 @@ class Reconciler:
         self.cache = cache
         self.clock = clock
         self.default_signing_key_secret = default_signing_key_secret
+        # Refused writes, by child. Only the worker holding a ModelDeployment's key touches its entries.
+        self.refused: dict[ChildKey, RefusedWrite] = {}
 
     def reconcile(self, namespace: str, name: str) -> ReconcileResult:
         with metrics.RECONCILE_SECONDS.time():
@@ -126,6 +162,7 @@ class Reconciler:
         raw = snapshot.model_deployment
         if raw is None or raw["metadata"].get("deletionTimestamp"):
             metrics.forget(namespace, name)
+            self._forget_refused(namespace, name, keep=set())
             return result  # gone or going: garbage collection removes the children
         now_dt = self.clock()
         now = now_dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -145,8 +182,12 @@ class Reconciler:
         decided = plan(md, observed, previous, Owner(name=name, uid=raw["metadata"]["uid"]))
         update = status_of(md, decided, observed, previous, now)
 
+        rejected: list[Rejection] = []
+        written: set[ChildKey] = set()
         for manifest in decided.create:
-            self._create(namespace, name, manifest, result)  # False: its earlier create's event is not in yet
+            # False from _create: its earlier create's event is not in yet
+            create = functools.partial(self._create, namespace, name, manifest, result)
+            rejected += self._guarded(namespace, name, manifest, None, create, written)
         conflicts: list[str] = []
         for manifest in decided.apply:
             key = (manifest["kind"], manifest["metadata"]["name"])
@@ -154,17 +195,19 @@ class Reconciler:
             if live is None:
                 # Never server-side apply a name we do not own: apply with force would take over
                 # someone else's object (and garbage collection would delete it with ours).
-                if not self._create_child(namespace, name, manifest, result):
-                    conflicts.append(f"{key[0]} {namespace}/{key[1]}")
+                initial = decided.initial.get(key, manifest)
+                create_child = functools.partial(self._create_or_conflict, namespace, name, initial, result, conflicts)
+                rejected += self._guarded(namespace, name, manifest, None, create_child, written)
                 continue
             if is_subset(manifest, live):
                 continue
-            self.cache.upsert(key[0], self.kube.apply(manifest))
-            result.applied.append(f"{key[0]}/{key[1]}")
-            log.info("%s/%s: updated %s %s", namespace, name, key[0], key[1])
-        if conflicts:
+            update_child = functools.partial(self._update, namespace, name, manifest, live, result)
+            rejected += self._guarded(namespace, name, manifest, live, update_child, written)
+        self._forget_refused(namespace, name, keep=written)
+        if conflicts or rejected:
             result.conflicts = conflicts
-            observed = dataclasses.replace(observed, conflicts=tuple(conflicts))
+            result.rejected = [f"{r.kind}/{r.name}" for r in rejected]
+            observed = dataclasses.replace(observed, conflicts=tuple(conflicts), rejected=tuple(rejected))
             update = status_of(md, decided, observed, previous, now)
         for kind, child in decided.delete:
             deleted = self.kube.delete(kind, namespace, child)
@@ -205,6 +248,61 @@ class Reconciler:
             self.cache.remember_deleted(body)  # retried with back-off
             raise
 
+    def _update(
+        self, namespace: str, md_name: str, manifest: dict[str, Any], live: dict[str, Any], result: ReconcileResult
+    ) -> None:
+        """Bring an owned child back to what we want: server-side apply, forced, since the object is
+        ours; first, when a Service port of another manager holds one of our ports' names (apply alone
+        would be refused for the duplicate name), the port list is replaced whole."""
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
+        if kind == "Service" and (ports := service_ports_repair(manifest, live)) is not None:
+            live = self.kube.merge_patch(kind, namespace, child, {"spec": {"ports": ports}})
+            self.cache.upsert(kind, {**live, "apiVersion": manifest["apiVersion"], "kind": kind})
+            log.info(
+                "%s/%s: repaired the ports of Service %s (a port of ours was renumbered)", namespace, md_name, child
+            )
+            if is_subset(manifest, live):
+                result.applied.append(f"{kind}/{child}")
+                return
+        self.cache.upsert(kind, self.kube.apply(manifest))
+        result.applied.append(f"{kind}/{child}")
+        log.info("%s/%s: updated %s %s", namespace, md_name, kind, child)
+
+    def _guarded(
+        self,
+        namespace: str,
+        md_name: str,
+        manifest: dict[str, Any],
+        live: dict[str, Any] | None,
+        write: Callable[[], object],
+        written: set[ChildKey],
+    ) -> list[Rejection]:
+        """Run one child's write; a refusal becomes a Rejection, remembered so that the same write
+        to the same live child is not sent again. Other errors propagate (the queue backs off)."""
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
+        key: ChildKey = (namespace, md_name, kind, child)
+        written.add(key)
+        digest, version = manifest_digest(manifest), live_version(live)
+        known = self.refused.get(key)
+        if known is not None and known.manifest_digest == digest and known.live_version == version:
+            return [known.rejection]
+        try:
+            write()
+        except ApiError as exc:
+            if not exc.refused:
+                raise
+            rejection = Rejection(kind, f"{namespace}/{child}", exc.message, exc.fields)
+            self.refused[key] = RefusedWrite(digest, version, rejection)
+            log.warning("%s/%s: %s", namespace, md_name, rejection.describe())
+            return [rejection]
+        self.refused.pop(key, None)
+        return []
+
+    def _forget_refused(self, namespace: str, md_name: str, keep: set[ChildKey]) -> None:
+        """Drop the remembered refusals of a ModelDeployment's children not in `keep`."""
+        for key in [k for k in self.refused if k[:2] == (namespace, md_name) and k not in keep]:
+            del self.refused[key]
+
     def _create(self, namespace: str, md_name: str, manifest: dict[str, Any], result: ReconcileResult) -> bool:
         """POST the object and cache the answer; False when the name is taken (409)."""
         kind, child = manifest["kind"], manifest["metadata"]["name"]
@@ -215,6 +313,12 @@ class Reconciler:
         result.created.append(f"{kind}/{child}")
         log.info("%s/%s: created %s %s", namespace, md_name, kind, child)
         return True
+
+    def _create_or_conflict(
+        self, namespace: str, md_name: str, manifest: dict[str, Any], result: ReconcileResult, conflicts: list[str]
+    ) -> None:
+        if not self._create_child(namespace, md_name, manifest, result):
+            conflicts.append(f"{manifest['kind']} {namespace}/{manifest['metadata']['name']}")
 
     def _create_child(self, namespace: str, md_name: str, manifest: dict[str, Any], result: ReconcileResult) -> bool:
         """Create a child the cache does not hold; False when its name is taken by an object we do

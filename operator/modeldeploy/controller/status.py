@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modeldeploy.api import ModelDeployment
-from modeldeploy.api.reasons import ConditionType, KubernetesReason, Reason, is_warning
+from modeldeploy.api.reasons import POD_START_FAILURES, ConditionType, KubernetesReason, Reason, is_warning
 from modeldeploy.api.status import Condition, ConditionStatus, ModelDeploymentStatus, OptimizationResult, Phase
 from modeldeploy.contract.formats import Quantization
 from modeldeploy.contract.redact import redact_userinfo
@@ -26,7 +26,7 @@ from modeldeploy.controller.builders.labels import SERVING, selector_labels
 from modeldeploy.controller.builders.names import job_name
 from modeldeploy.controller.builders.service import model_url
 from modeldeploy.controller.plan import Plan
-from modeldeploy.controller.views import JobState, JobView, Observed
+from modeldeploy.controller.views import DeploymentView, JobState, JobView, Observed, PodProblem, Rejection
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,13 @@ class StatusUpdate:
 TRUE, FALSE = ConditionStatus.TRUE, ConditionStatus.FALSE
 # A Deployment's Progressing reason while its new ReplicaSet's pods come up.
 DEPLOYMENT_PROGRESSING = "ReplicaSetUpdated"
+# Reasons that keep the spec's version from serving while the pods already running may still answer:
+# Ready stays True on them (like RollingOut), the phase says Degraded.
+BLOCKED_BESIDE_SERVING: frozenset[str] = frozenset(
+    {Reason.CHILD_REJECTED, Reason.PERSISTENT_VOLUME_CLAIM_PENDING, *POD_START_FAILURES}
+)
+# Reasons two conditions often take at once (ServingReady and Ready): one Warning Event says it.
+ONE_EVENT_PER_REASON = BLOCKED_BESIDE_SERVING
 
 
 def new_condition(type_: str, status: ConditionStatus, reason: str, message: str, generation: int | None) -> Condition:
@@ -131,11 +138,50 @@ def size_summary(result: OptimizationResult | None) -> str | None:
 # -- conditions -----------------------------------------------------------------------------------------
 
 
-def optimized_condition(md: ModelDeployment, decided: Plan, generation: int | None) -> Condition:
+def one_event_per_reason(events: list[EventSpec]) -> list[EventSpec]:
+    """Of the Events with the same reason in `ONE_EVENT_PER_REASON`, keep the last (Ready's)."""
+    last = {e.reason: i for i, e in enumerate(events)}
+    return [e for i, e in enumerate(events) if e.reason not in ONE_EVENT_PER_REASON or last[e.reason] == i]
+
+
+def rejected_message(rejections: list[Rejection]) -> str:
+    return "; ".join(r.describe() for r in rejections)
+
+
+def claims_pending_message(claims: tuple[str, ...], who: str, why: str) -> str:
+    names = ", ".join(claims)
+    return f"PersistentVolumeClaim {names} is not bound to a volume (Pending): {who} waits for it ({why})".rstrip(" ()")
+
+
+def pod_start_condition(
+    type_: str, problem: PodProblem, pending_claims: tuple[str, ...], who: str, generation: int | None
+) -> Condition:
+    """A pod that cannot start, with the scheduler's or kubelet's reason; an unschedulable pod whose
+    claim is unbound is waiting for that claim, which is what the user must fix."""
+    if problem.reason == KubernetesReason.UNSCHEDULABLE and pending_claims:
+        message = claims_pending_message(pending_claims, who, problem.message)
+        return new_condition(type_, FALSE, Reason.PERSISTENT_VOLUME_CLAIM_PENDING, message, generation)
+    return new_condition(type_, FALSE, problem.reason, f"{who} cannot start: {problem.message}", generation)
+
+
+def optimized_condition(
+    md: ModelDeployment,
+    decided: Plan,
+    generation: int | None,
+    *,
+    rejected: tuple[Rejection, ...] = (),
+    pending_claims: tuple[str, ...] = (),
+) -> Condition:
     optimized, job = ConditionType.OPTIMIZED, decided.job
     if not needs_job(md.spec):
         return new_condition(optimized, TRUE, Reason.NOT_REQUIRED, "the SavedModel is served as it is", generation)
     version = md.spec.model.version
+    refused = [r for r in rejected if r.kind == "Job"]
+    if refused and job is None:
+        return new_condition(optimized, FALSE, Reason.CHILD_REJECTED, rejected_message(refused), generation)
+    if job is not None and job.state == JobState.RUNNING and job.reason in POD_START_FAILURES:
+        problem = PodProblem(job.reason, f"{job.reason}: {job.message}".rstrip(": "))
+        return pod_start_condition(optimized, problem, pending_claims, f"the pod of Job {job.name}", generation)
     if job is None or job.state == JobState.RUNNING:
         # The same words for "created in this pass" and "running", so that the pass after the one
         # that creates the Job has nothing to write.
@@ -150,6 +196,12 @@ def optimized_condition(md: ModelDeployment, decided: Plan, generation: int | No
     return new_condition(optimized, TRUE, Reason.OPTIMIZED, message, generation)
 
 
+def serving_available(dep: DeploymentView) -> bool:
+    """Clients are answered: the Deployment is Available with a ready pod (or scaled to zero on
+    purpose), or at least one pod is available while the rest come up."""
+    return (dep.available and (dep.ready_replicas > 0 or dep.replicas == 0)) or dep.available_replicas > 0
+
+
 def serving_condition(decided: Plan, observed: Observed, generation: int | None) -> Condition:
     serving, serve, dep = ConditionType.SERVING_READY, decided.serve, observed.deployment
     if observed.conflicts:
@@ -158,6 +210,9 @@ def serving_condition(decided: Plan, observed: Observed, generation: int | None)
             "it is left untouched; delete or rename it"
         )
         return new_condition(serving, FALSE, Reason.NAME_CONFLICT, message, generation)
+    refused = [r for r in observed.rejected if r.kind != "Job"]
+    if refused:
+        return new_condition(serving, FALSE, Reason.CHILD_REJECTED, rejected_message(refused), generation)
     if serve is None:
         return new_condition(serving, FALSE, Reason.NO_ARTIFACT, "waiting for the first optimized artifact", generation)
     if serve.hash in observed.refused_artifacts:
@@ -168,12 +223,26 @@ def serving_condition(decided: Plan, observed: Observed, generation: int | None)
     if dep.artifact_hash != serve.hash or dep.observed_generation < dep.generation:
         message = f"rolling out version {serve.version} ({serve.hash})"
         return new_condition(serving, FALSE, Reason.ROLLING_OUT, message, generation)
-    if dep.progressing_reason == KubernetesReason.PROGRESS_DEADLINE_EXCEEDED:
+    problem = observed.pod_problems.get(serve.hash)
+    who = f"a TF Serving pod of version {serve.version}"
+    if dep.progressing_reason == KubernetesReason.PROGRESS_DEADLINE_EXCEEDED and problem is None:
         reason = KubernetesReason.PROGRESS_DEADLINE_EXCEEDED
         return new_condition(serving, FALSE, reason, dep.progressing_message, generation)
     if dep.updated_replicas < dep.replicas:
+        if problem is not None:
+            return pod_start_condition(serving, problem, observed.pending_claims, who, generation)
         message = f"{dep.updated_replicas}/{dep.replicas} pods run version {serve.version}"
         return new_condition(serving, FALSE, Reason.ROLLING_OUT, message, generation)
+    if serving_available(dep):
+        # A scale-up makes the Deployment "not Available" until the new pods are ready (maxUnavailable
+        # 0), while the ready ones keep answering: that is no outage.
+        message = f"{dep.ready_replicas}/{dep.replicas} TF Serving pods ready with version {serve.version}"
+        return new_condition(serving, TRUE, Reason.AVAILABLE, message, generation)
+    if problem is not None:
+        return pod_start_condition(serving, problem, observed.pending_claims, who, generation)
+    if dep.progressing_reason == KubernetesReason.PROGRESS_DEADLINE_EXCEEDED:
+        reason = KubernetesReason.PROGRESS_DEADLINE_EXCEEDED
+        return new_condition(serving, FALSE, reason, dep.progressing_message, generation)
     if not dep.available and dep.progressing_reason == DEPLOYMENT_PROGRESSING:
         # The Deployment controller is still bringing pods up: a rollout in progress, not an outage.
         message = f"rolling out version {serve.version} ({serve.hash})"
@@ -199,6 +268,9 @@ def ready_condition(
         # maxUnavailable 0: the pods of the previous version answer until the new ones are ready.
         message = f"rolling out version {serve.version}; the previous pods keep serving"
         return new_condition(ready, TRUE, Reason.ROLLING_OUT, message, generation)
+    if serving.reason in BLOCKED_BESIDE_SERVING and still_serving:
+        message = f"the pods already running keep serving, but {serving.message}"
+        return new_condition(ready, TRUE, serving.reason, message, generation)
     if not _is_true(serving) or serve is None:
         optimizing = optimized.reason == Reason.OPTIMIZING
         failing = optimized if not _is_true(optimized) and not optimizing else serving
@@ -225,14 +297,17 @@ def ready_condition(
 def phase_of(
     desired: Artifact, serve: Artifact | None, optimized: Condition, serving: Condition, ready: Condition
 ) -> Phase:
-    failed = not _is_true(optimized) and optimized.reason != Reason.OPTIMIZING
+    waiting = optimized.reason in BLOCKED_BESIDE_SERVING and optimized.reason != Reason.CHILD_REJECTED
+    failed = not _is_true(optimized) and optimized.reason != Reason.OPTIMIZING and not waiting
     if _is_true(ready):
         if ready.reason == Reason.ROLLING_OUT:
             return Phase.ROLLING_OUT
+        if ready.reason in BLOCKED_BESIDE_SERVING:
+            return Phase.DEGRADED
         if serve is not None and serve.hash == desired.hash:
             return Phase.READY
         return Phase.DEGRADED if failed else Phase.OPTIMIZING
-    if failed or serving.reason == Reason.NAME_CONFLICT:
+    if failed or serving.reason in (Reason.NAME_CONFLICT, Reason.CHILD_REJECTED):
         return Phase.FAILED
     if optimized.reason == Reason.OPTIMIZING:
         return Phase.OPTIMIZING
@@ -251,6 +326,18 @@ def cancelled_event(job: JobView, desired: Artifact) -> EventSpec:
     return EventSpec("Normal", Reason.OPTIMIZATION_CANCELLED, message)
 
 
+def status_summary(phase: Phase, version: int, optimized: Condition, serving: Condition, ready: Condition) -> str:
+    """The STATUS column: 'Ready', 'Optimizing: v3', 'Degraded: v3 failed (QualityGateFailed)'."""
+    if phase == Phase.READY:
+        return phase.value
+    if phase in (Phase.OPTIMIZING, Phase.ROLLING_OUT):
+        return f"{phase.value}: v{version}"
+    if phase == Phase.DEGRADED:
+        why = optimized if not _is_true(optimized) and optimized.reason != Reason.OPTIMIZING else serving
+        return f"{phase.value}: v{version} failed ({why.reason})"
+    return f"{phase.value}: {ready.reason}"
+
+
 # -- the whole status -----------------------------------------------------------------------------------
 
 
@@ -263,6 +350,7 @@ def failed_status(
         update={
             "observed_generation": generation,
             "phase": Phase.FAILED,
+            "summary": f"{Phase.FAILED.value}: {reason}",
             "conditions": merge_conditions(previous.conditions, conds, now),
         }
     )
@@ -276,16 +364,30 @@ def status_of(
     if decided.blocked is not None:
         return failed_status(previous, decided.blocked.reason, decided.blocked.message, generation, now)
     serve, result, deployment = decided.serve, decided.result, observed.deployment
-    optimized = optimized_condition(md, decided, generation)
+    optimized = optimized_condition(
+        md, decided, generation, rejected=observed.rejected, pending_claims=observed.pending_claims
+    )
     serving = serving_condition(decided, observed, generation)
-    still_serving = deployment is not None and deployment.available
+    still_serving = deployment is not None and serving_available(deployment)
     ready = ready_condition(md, decided, optimized, serving, generation, still_serving=still_serving)
+    phase = phase_of(decided.desired, serve, optimized, serving, ready)
+    served_version, served_artifact, served_uri = (
+        (serve.version, serve.hash, serve.location) if serve else (None, None, None)
+    )
+    if any(r.kind == "Deployment" for r in observed.rejected) and previous.served_artifact:
+        # The Deployment for `serve` was refused: what runs is still what served before.
+        served_version, served_artifact, served_uri = (
+            previous.served_version,
+            previous.served_artifact,
+            previous.served_uri,
+        )
     status = ModelDeploymentStatus(
         observed_generation=generation,
-        phase=phase_of(decided.desired, serve, optimized, serving, ready),
-        served_version=serve.version if serve else None,
-        served_artifact=serve.hash if serve else None,
-        served_uri=serve.location if serve else None,
+        phase=phase,
+        summary=status_summary(phase, decided.desired.version, optimized, serving, ready),
+        served_version=served_version,
+        served_artifact=served_artifact,
+        served_uri=served_uri,
         optimization=result,
         optimized_summary=optimized_summary(md, result) if serve else None,
         size_summary=size_summary(result),
@@ -295,4 +397,4 @@ def status_of(
         url=model_url(md) if serve else None,
         conditions=merge_conditions(previous.conditions, [optimized, serving, ready], now),
     )
-    return StatusUpdate(status, transition_events(previous.conditions, status.conditions))
+    return StatusUpdate(status, one_event_per_reason(transition_events(previous.conditions, status.conditions)))

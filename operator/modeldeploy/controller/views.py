@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from modeldeploy.api.reasons import KubernetesReason, Reason
+from modeldeploy.api.reasons import POD_START_FAILURES, KubernetesReason, Reason
 from modeldeploy.contract.summary import OptimizerSummary, parse_summary
 from modeldeploy.controller.builders.labels import ARTIFACT_LABEL, MODEL_VERSION_ANNOTATION
 
@@ -46,6 +46,29 @@ class DeploymentView:
     progressing_reason: str
     progressing_message: str
     unavailable_message: str
+    available_replicas: int = 0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A child the API server refused to store: its answer, and the fields it named."""
+
+    kind: str
+    name: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        where = f" (field {', '.join(self.fields)})" if self.fields else ""
+        return f"the API server refused {self.kind} {self.name}{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """Why a pod cannot start, as the scheduler or its kubelet says it (Unschedulable, ImagePullBackOff...)."""
+
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,12 @@ class Observed:
     refused_artifacts: dict[str, str] = field(default_factory=dict)
     # our artifact cleanup Jobs: name -> finished (Complete or Failed)
     cleanup_jobs: dict[str, bool] = field(default_factory=dict)
+    # children the API server refused in this reconcile (or earlier, unchanged since)
+    rejected: tuple[Rejection, ...] = ()
+    # artifact hash -> why one of its serving pods cannot start
+    pod_problems: dict[str, PodProblem] = field(default_factory=dict)
+    # claims the pods mount that exist but are not bound to a volume
+    pending_claims: tuple[str, ...] = ()
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -85,6 +114,34 @@ def _pod_report(pods: list[dict[str, Any]]) -> tuple[OptimizerSummary | None, st
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
                 waiting = (condition.get("reason", KubernetesReason.UNSCHEDULABLE), condition.get("message", ""))
     return summary, waiting[0], waiting[1]
+
+
+def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
+    """The reason a pod cannot start, if it is one of the start failures a user must act on."""
+    status = pod.get("status", {})
+    for condition in status.get("conditions", []) or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = condition.get("reason") or KubernetesReason.UNSCHEDULABLE
+            if reason == KubernetesReason.UNSCHEDULABLE:
+                return PodProblem(reason, condition.get("message", ""))
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for container in status.get(key, []) or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in POD_START_FAILURES:
+                message = waiting.get("message") or waiting["reason"]
+                return PodProblem(waiting["reason"], f"container {container.get('name')}: {message}")
+    return None
+
+
+def pod_problems(pods: list[dict[str, Any]]) -> dict[str, PodProblem]:
+    """The first start failure among the pods of each artifact (by their artifact label)."""
+    found: dict[str, PodProblem] = {}
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("name", "")):
+        digest = pod["metadata"].get("labels", {}).get(ARTIFACT_LABEL, "")
+        problem = pod_problem(pod) if digest not in found else None
+        if problem is not None:
+            found[digest] = problem
+    return found
 
 
 def view_job(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
@@ -146,4 +203,5 @@ def view_deployment(deployment: dict[str, Any]) -> DeploymentView:
         progressing_reason=str(progressing.get("reason", "")),
         progressing_message=str(progressing.get("message", "")),
         unavailable_message=str(available.get("message", "")) if available.get("status") != "True" else "",
+        available_replicas=int(status.get("availableReplicas", 0)),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import uuid
 from collections import Counter
@@ -23,15 +24,56 @@ from kubernetes import config as k8s_config
 from modeldeploy.k8s.kinds import KINDS
 
 FIELD_MANAGER = "modeldeploy-operator"
+REPORTING_CONTROLLER = "modeldeploy.io/operator"
+# Which operator replica posted an Event (kubectl describe shows it): the pod's name in a cluster.
+REPORTING_INSTANCE = f"{FIELD_MANAGER}-{socket.gethostname()}"[:128]
+
+
+# Answers that say the request itself is wrong (invalid, forbidden, refused by admission): sending it
+# again unchanged gets the same answer. A namespace being deleted also answers 403; that one passes.
+REFUSALS = frozenset({400, 403, 422})
+NAMESPACE_TERMINATING = "NamespaceTerminating"
 
 
 class ApiError(Exception):
-    """A request the API server refused, with its status code and message."""
+    """A request the API server refused, with its status code, message, Status reason and the fields
+    it names (`details.causes[].field`)."""
 
-    def __init__(self, status: int, method: str, path: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        method: str,
+        path: str,
+        message: str,
+        reason: str = "",
+        fields: tuple[str, ...] = (),
+        causes: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(f"{method} {path}: {status} {message}")
         self.status = status
         self.message = message
+        self.reason = reason
+        self.fields = fields
+        self.causes = causes  # details.causes[].reason
+
+    @property
+    def refused(self) -> bool:
+        """The API server refused the object as written (not a conflict, an outage, a missing object
+        or a namespace on its way out)."""
+        return self.status in REFUSALS and NAMESPACE_TERMINATING not in self.causes
+
+
+def api_error(status: int, method: str, path: str, raw: bytes) -> ApiError:
+    """An ApiError from an answer's body: a Status object when the API server wrote one."""
+    message, reason, fields, causes = raw.decode(errors="replace"), "", tuple[str, ...](), tuple[str, ...]()
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        body = json.loads(raw)
+        message = str(body.get("message", message))
+        reason = str(body.get("reason", ""))
+        listed = (body.get("details") or {}).get("causes") or []
+        fields = tuple(dict.fromkeys(str(c["field"]) for c in listed if c.get("field")))
+        causes = tuple(str(c["reason"]) for c in listed if c.get("reason"))
+    return ApiError(status, method, path, message, reason, fields, causes)
 
 
 def load_client(kubeconfig: str | None = None, on_request: Callable[[str], None] | None = None) -> KubeClient:
@@ -88,10 +130,7 @@ class KubeClient:
         response = self.api.call_api(method, url, header_params=headers, body=body)
         raw = response.read()
         if response.status >= 400:
-            message = raw.decode(errors="replace")
-            with contextlib.suppress(ValueError):
-                message = json.loads(raw).get("message", message)
-            raise ApiError(response.status, method, path, message)
+            raise api_error(response.status, method, path, raw)
         return json.loads(raw) if raw else None
 
     # -- reads ----------------------------------------------------------------------------------
@@ -121,6 +160,14 @@ class KubeClient:
         path = self._path(manifest["kind"], meta.get("namespace"), meta["name"])
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
         obj: dict[str, Any] = self._call("PATCH", path, query, manifest, "application/apply-patch+yaml")
+        return obj
+
+    def merge_patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch: lists in it replace the live lists whole (what apply cannot do to a list
+        entry another manager owns)."""
+        path = self._path(kind, namespace, name)
+        query = {"fieldManager": FIELD_MANAGER}
+        obj: dict[str, Any] = self._call("PATCH", path, query, patch, "application/merge-patch+json")
         return obj
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -156,21 +203,29 @@ class KubeClient:
     def emit_event(
         self, regarding: dict[str, Any], event_type: str, reason: str, note: str, action: str, now: str
     ) -> None:
+        """Post an Event through core/v1: the only API that takes both eventTime (with the reporting
+        controller, instance and action) and lastTimestamp, which `kubectl describe` sorts by (an
+        Event with eventTime alone sorts as the zero time, in name order). `now` is a MicroTime."""
         meta = regarding["metadata"]
         namespace = meta.get("namespace") or "default"
+        seconds = now[:19] + "Z"
         event = {
-            "apiVersion": "events.k8s.io/v1",
+            "apiVersion": "v1",
             "kind": "Event",
             # kubectl's convention: <object>.<unique suffix>
             "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
             "eventTime": now,
-            "reportingController": "modeldeploy.io/operator",
-            "reportingInstance": FIELD_MANAGER,
+            "firstTimestamp": seconds,
+            "lastTimestamp": seconds,
+            "count": 1,
+            "reportingComponent": REPORTING_CONTROLLER,
+            "reportingInstance": REPORTING_INSTANCE,
+            "source": {"component": REPORTING_CONTROLLER},
             "action": action,
             "reason": reason,
-            "note": note[:1024],
+            "message": note[:1024],
             "type": event_type,
-            "regarding": {
+            "involvedObject": {
                 "apiVersion": regarding["apiVersion"],
                 "kind": regarding["kind"],
                 "name": meta["name"],

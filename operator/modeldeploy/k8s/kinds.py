@@ -81,7 +81,8 @@ KINDS: dict[str, Kind] = {
         Kind("Pod", "v1", "pods", Role.OBSERVED, ("list", "watch"), watched=True),
         # Any claim (users create them): a ModelDeployment waits for the claims it mounts.
         Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", Role.OBSERVED, ("list", "watch"), watched=True),
-        Kind("Event", "events.k8s.io/v1", "events", Role.EVENTS, ("create",)),
+        # core/v1, not events.k8s.io/v1: only core/v1 takes lastTimestamp next to eventTime (see emit_event).
+        Kind("Event", "v1", "events", Role.EVENTS, ("create",)),
     )
 }
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeldeploy.api import InvalidModelDeployment, parse_model_deployment
+from modeldeploy.api.quantity import parse_quantity
 from modeldeploy.cli import main
 from modeldeploy.controller.builders import Owner, render_all
 from modeldeploy.controller.builders.names import child_name, job_name
@@ -25,13 +26,21 @@ claims = st.from_regex(r"\A[a-z][a-z0-9]{0,20}\Z", fullmatch=True)
 paths = st.from_regex(r"\A[a-zA-Z0-9_][a-zA-Z0-9_./-]{0,40}\Z", fullmatch=True).filter(lambda p: "//" not in p)
 cpus = st.sampled_from(["100m", "250m", "1", "2", "3500m", 4])
 memory = st.sampled_from(["128Mi", "1Gi", "2G", 536870912])
+
+
+def _within_limits(resources: dict[str, dict[str, Any]]) -> bool:
+    """A valid spec asks for no more than its limits (the API server refuses the pod otherwise)."""
+    requests, limits = resources.get("requests", {}), resources.get("limits", {})
+    return all(parse_quantity(str(v)) <= parse_quantity(str(limits[k])) for k, v in requests.items() if k in limits)
+
+
 resources = st.fixed_dictionaries(
     {},
     optional={
         "requests": st.fixed_dictionaries({"cpu": cpus, "memory": memory}),
         "limits": st.fixed_dictionaries({}, optional={"cpu": cpus, "memory": memory}),
     },
-)
+).filter(_within_limits)
 
 
 @st.composite
