@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import enum
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
@@ -120,6 +122,16 @@ def local_output_path(value: str, pvc_root: Path) -> Path:
     return Path(value)
 
 
+# Kubernetes sets this in every container (whatever the pod's enableServiceLinks says).
+IN_POD_ENV = "KUBERNETES_SERVICE_HOST"
+
+
+def default_termination_message_path(environ: Mapping[str, str]) -> Path | None:
+    """Kubernetes' termination-log path when running in a pod, else none: run by hand, nothing is
+    written to /dev. The operator's Job passes the path explicitly anyway."""
+    return DEFAULT_TERMINATION_MESSAGE_PATH if environ.get(IN_POD_ENV) else None
+
+
 def options_from_args(ns: argparse.Namespace) -> Options:
     """Validate the parsed flags; raises OptimizeError(InvalidArguments) naming the flag."""
     source = _required(ns.source, "--source")
@@ -150,6 +162,9 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     if quantization is Quantization.INT8 and train_data is None and eval_data is None:
         raise _bad("--quantization", "int8 needs representative data: give --train-data or --eval-data")
     termination = ns.termination_message_path
+    if termination is None:
+        default = default_termination_message_path(os.environ)
+        termination = str(default) if default is not None else None
     return Options(
         source=source,
         format=fmt,
