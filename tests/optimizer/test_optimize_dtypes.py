@@ -136,3 +136,19 @@ def test_a_mixed_precision_model_converts_computing_in_float32(optimize, mixed_p
     assert "MLIR" not in run.stdout + run.stderr
     report = json.loads((out / "1" / "report.json").read_text())
     assert report["conversionCheck"]["passed"] and report["evaluation"]["gate"] == "Passed"
+
+
+def test_a_mixed_precision_savedmodel_fails_with_a_short_clear_message(optimize, mixed_precision_model, tmp_path):
+    """A SavedModel cannot be rebuilt like a Keras model: its float16 graph is refused in one short line."""
+    import tensorflow as tf
+
+    saved = tmp_path / "mixed-savedmodel"
+    tf.saved_model.save(keras.models.load_model(mixed_precision_model["model"], compile=False), str(saved))
+    out = tmp_path / "out"
+    run = optimize(
+        "--source", saved, "--format", "savedmodel", "--output", out, "--version", "1", "--quantization", "dynamic"
+    )
+    assert_failed(
+        run, Failure.UNSUPPORTED_MODEL, mentions=["no TFLite kernel for ops", "tf.MatMul", "float32"], out=out
+    )
+    assert "MLIR" not in run.stderr and len(run.stderr) < 400

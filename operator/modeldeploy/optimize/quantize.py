@@ -91,7 +91,8 @@ def converter_problem(exc: BaseException) -> str:
     unconvertible = sorted(set(_NO_KERNEL.findall(text)))
     if unconvertible:
         return (
-            f"no TFLite kernel for op {', '.join(unconvertible)} with this model's types "
+            f"no TFLite kernel for {'op' if len(unconvertible) == 1 else 'ops'} {', '.join(unconvertible)} "
+            "with this model's types "
             "(a float16 or float64 compute graph, say: save the model computing in float32)"
         )[: _PROBLEM_CHARS * 2]
     errors = list(dict.fromkeys(_MLIR_ERROR.findall(text)))
