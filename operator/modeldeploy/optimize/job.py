@@ -35,7 +35,7 @@ from modeldeploy.contract.layout import REPORT_FILE, SUMS_FILE
 from modeldeploy.contract.summary import OptimizerSummary
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import LogFormat, ProgressLog
-from modeldeploy.optimize.options import Options, default_termination_message_path, options_from_args
+from modeldeploy.optimize.options import Options, options_from_args, termination_message_path
 
 
 class _Terminated(BaseException):
@@ -46,6 +46,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
+RELAY_DRAIN_SECONDS = 5.0  # the relay's last lines are written when fd 2 closes: wait for them
 _NATIVE_LEVEL = re.compile(r"^(?:([IWEF])\d{4} |(WARNING|ERROR|FATAL)\b)")
 _NATIVE_LEVELS = {"I": "info", "W": "warning", "E": "error", "F": "error", "WARNING": "warning", "ERROR": "error"}
 
@@ -110,10 +111,7 @@ def _stderr_for_our_line_only(log: ProgressLog) -> Iterator[TextIO]:
         os.dup2(saved, 2)  # closes the pipe's last write end: the relay reads to its end
         os.close(saved)
         if relay is not None:
-            relay.join(timeout=_RELAY_DRAIN_SECONDS)
-
-
-_RELAY_DRAIN_SECONDS = 5.0
+            relay.join(timeout=RELAY_DRAIN_SECONDS)
 
 
 def _fail(error: OptimizeError, termination: Path | None, log: ProgressLog, stderr: TextIO) -> int:
@@ -150,8 +148,8 @@ def usage_failure(argv: list[str], message: str) -> int:
         path, log_format = known.termination_message_path, known.log_format
     except argparse.ArgumentError:
         path, log_format = None, "text"
-    termination = default_termination_message_path(os.environ) if path is None else (Path(path) if path else None)
     log = ProgressLog(_log_format(log_format))
+    termination = termination_message_path(path, os.environ)
     return _fail(OptimizeError(Failure.INVALID_ARGUMENTS, message), termination, log, sys.stderr)
 
 
@@ -203,16 +201,13 @@ def _reusable(options: Options, log: ProgressLog) -> OptimizerSummary | None:
 
 def _run(args: argparse.Namespace, stderr: TextIO, log: ProgressLog) -> int:
     started = time.monotonic()
-    termination: Path | None = None
+    # Read apart from the other flags: usable even when one of them is bad.
+    termination = termination_message_path(args.termination_message_path, os.environ)
     previous = None
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (tests, embedding): no handler
         previous = None
-    if args.termination_message_path is not None:  # usable even when another flag is bad
-        termination = Path(args.termination_message_path) if args.termination_message_path else None
-    else:
-        termination = default_termination_message_path(os.environ)
     try:
         options = options_from_args(args)
         from modeldeploy.optimize.report import write_termination_message

@@ -132,6 +132,13 @@ def default_termination_message_path(environ: Mapping[str, str]) -> Path | None:
     return DEFAULT_TERMINATION_MESSAGE_PATH if environ.get(IN_POD_ENV) else None
 
 
+def termination_message_path(flag: str | None, environ: Mapping[str, str]) -> Path | None:
+    """--termination-message-path: absent means the default, '' means none."""
+    if flag is None:
+        return default_termination_message_path(environ)
+    return Path(flag) if flag else None
+
+
 def options_from_args(ns: argparse.Namespace) -> Options:
     """Validate the parsed flags; raises OptimizeError(InvalidArguments) naming the flag."""
     source = _required(ns.source, "--source")
@@ -161,10 +168,6 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         raise _bad("--fine-tune-epochs", f"{epochs} epochs need --train-data")
     if quantization is Quantization.INT8 and train_data is None and eval_data is None:
         raise _bad("--quantization", "int8 needs representative data: give --train-data or --eval-data")
-    termination = ns.termination_message_path
-    if termination is None:
-        default = default_termination_message_path(os.environ)
-        termination = str(default) if default is not None else None
     return Options(
         source=source,
         format=fmt,
@@ -180,6 +183,6 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         metric=metric,
         max_accuracy_drop=max_drop,
         pvc_root=pvc_root,
-        termination_message_path=Path(termination) if termination else None,
+        termination_message_path=termination_message_path(ns.termination_message_path, os.environ),
         log_format="json" if log_format == "json" else "text",
     )
