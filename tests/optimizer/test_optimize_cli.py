@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,7 +58,7 @@ def test_a_real_process_prints_one_stderr_line_even_after_tensorflow_loaded(tmp_
     assert process.stderr.count("\n") == 1, process.stderr
     assert process.stderr.startswith("modeldeploy optimize: ModelLoadFailed: model ")
     assert json.loads(termination.read_text())["reason"] == "ModelLoadFailed"
-    events = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in process.stdout.splitlines()]  # native lines too are JSON
     assert next(e["message"] for e in events if e.get("stage") == "load") == "started"
     assert any(e["level"] == "error" and e["stage"] == "load" for e in events)
 
@@ -69,9 +71,11 @@ def test_json_progress_log_times_every_stage(optimize, mlp, tmp_path):
     assert run.code == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
     finished = {e["stage"]: e["seconds"] for e in events if e.get("message", "").startswith("done in")}
-    assert list(finished) == ["fetch", "load", "data", "quantize", "check", "evaluate", "bundle", "export"]
+    assert list(finished) == ["fetch", "load", "data", "quantize", "check", "evaluate", "bundle", "size", "export"]
     report = json.loads((tmp_path / "out" / "1" / "report.json").read_text())
-    assert set(report["stages"]) == set(finished) - {"bundle", "export"}  # report.json is written in "bundle"
+    # Every stage but the one that writes report.json and publishes it (issue 11: "size" was missing).
+    assert list(report["stages"]) == list(finished)[:-1]
+    assert report["stages"]["size"] == finished["size"]
 
 
 def test_reason_table_lists_every_reason():
@@ -148,3 +152,39 @@ def test_reference_entry_point_writes_models_and_datasets(tmp_path, capsys):
     with np.load(tmp_path / "cnn-eval.npz") as data:
         assert data["x"].shape[1:] == (8, 8, 1) and len(data["x"]) == len(data["y"]) == 360
     assert "mlp:" in capsys.readouterr().out
+
+
+def test_json_log_format_keeps_native_log_lines_out_of_stdout(mlp, tmp_path):
+    """Issue 11: TensorFlow's C++ log lines used to land between the JSON records on stdout."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # TensorFlow at its chattiest: every native line must still be wrapped
+    process = subprocess.run(
+        [sys.executable, "-m", "modeldeploy.cli", "optimize", "--source", str(mlp.keras_path),
+         "--output", str(out), "--version", "1", "--quantization", "int8", "--train-data", str(mlp.train_path),
+         "--termination-message-path", "", "--log-format", "json"],
+        check=False, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    assert process.stderr == ""
+    records = [json.loads(line) for line in process.stdout.splitlines()]  # every line is one JSON object
+    assert all(isinstance(record, dict) and "message" in record for record in records)
+    native = [record for record in records if record["logger"] != "modeldeploy.optimize"]
+    assert native, "TensorFlow at log level 0 says something; it must arrive wrapped, not lost"
+    assert records[-1]["message"].startswith("published ")
+
+
+def test_the_termination_message_defaults_to_kubernetes_path_only_in_a_pod(monkeypatch, tmp_path):
+    """Issue 11: run by hand, the default /dev/termination-log used to be written on the laptop."""
+    from modeldeploy.cli import build_parser
+    from modeldeploy.contract.layout import TERMINATION_MESSAGE_PATH
+    from modeldeploy.optimize.options import options_from_args
+
+    argv = ["optimize", "--source", "m.keras", "--output", str(tmp_path), "--version", "1"]
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert options_from_args(build_parser().parse_args(argv)).termination_message_path is None
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    in_pod = options_from_args(build_parser().parse_args(argv))
+    assert in_pod.termination_message_path == Path(str(TERMINATION_MESSAGE_PATH))
+    explicit = options_from_args(build_parser().parse_args([*argv, "--termination-message-path", ""]))
+    assert explicit.termination_message_path is None  # '' disables it, in a pod too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import threading
 import time
@@ -122,3 +123,72 @@ def test_published_files_are_readable_by_another_user(bundle, tmp_path):
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in target.rglob("*") if p.is_file())
     lines = (target / SUMS_FILE).read_text().splitlines()
     assert len(lines) == 14 and all(len(line.split("  ")[0]) == 64 for line in lines)
+
+
+def test_two_runs_publishing_the_same_version_end_in_version_exists(bundle, tmp_path, monkeypatch):
+    """Issue 11: the loser of a race to publish a version gets VersionExists, not ExportFailed.
+
+    The other run publishes in the worst window: after this run's last look at the target and
+    before its rename (placed there by wrapping that last look, the pre-rename `check_target`).
+    """
+    out = tmp_path / "serving"
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    (other / "report.json").write_text('{"other": true}')
+    write_sums(other)
+    real_check = export.check_target
+    calls = []
+
+    def check_then_lose_the_race(output, version):
+        target = real_check(output, version)
+        calls.append(target)
+        if len(calls) == 2:  # this run's pre-rename check passed: the other run wins now
+            monkeypatch.setattr(export, "check_target", real_check)
+            publish(other, output, version)
+        return target
+
+    monkeypatch.setattr(export, "check_target", check_then_lose_the_race)
+    with pytest.raises(OptimizeError) as caught:
+        publish(bundle, out, 3)
+    assert len(calls) == 2
+    assert caught.value.failure is Failure.VERSION_EXISTS, caught.value
+    assert "another run" in caught.value.message
+    assert (out / "3" / "report.json").read_text() == '{"other": true}'  # the winner's folder, untouched
+    assert sorted(p.name for p in out.iterdir()) == ["3"]  # the loser's staging folder is gone
+
+
+def test_an_empty_folder_created_meanwhile_is_not_replaced(bundle, tmp_path, monkeypatch):
+    """rename(2) would replace an empty folder; the version's name must be claimed, never replaced."""
+    out = tmp_path / "serving"
+    real_check = export.check_target
+    calls = []
+
+    def check_then_someone_creates_it(output, version):
+        target = real_check(output, version)
+        calls.append(target)
+        if len(calls) == 2:
+            target.mkdir()
+        return target
+
+    monkeypatch.setattr(export, "check_target", check_then_someone_creates_it)
+    with pytest.raises(OptimizeError) as caught:
+        publish(bundle, out, 4)
+    assert caught.value.failure is Failure.VERSION_EXISTS
+    assert list((out / "4").iterdir()) == []
+
+
+def test_a_running_runs_staging_folder_is_not_taken_for_a_stale_one(bundle, tmp_path):
+    """Issue 11: a second run of the same version removed the first run's staging folder mid-copy."""
+    import fcntl
+
+    out = tmp_path / "serving"
+    live, stale = out / f"{staging_prefix(6)}live", out / f"{staging_prefix(6)}killed"
+    live.mkdir(parents=True)
+    stale.mkdir()
+    fd = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a publishing run holds
+        assert export.remove_stale_staging(out, 6) == [stale]
+        assert live.is_dir() and not stale.exists()
+    finally:
+        os.close(fd)

@@ -112,7 +112,7 @@ def test_train_data_that_is_not_npz_is_invalid(optimize, mlp, tmp_path):
         "--source", mlp.keras_path, "--output", tmp_path / "out", "--version", "1",
         "--dense-sparsity", "0.5", "--fine-tune-epochs", "1", "--train-data", tmp_path / "train.npz",
     )  # fmt: skip
-    assert_failed(run, Failure.INVALID_DATASET, mentions="not a readable .npz", out=tmp_path / "out")
+    assert_failed(run, Failure.INVALID_DATASET, mentions="is not a .npz file", out=tmp_path / "out")
 
 
 def test_quality_gate_failure_writes_nothing(optimize, mlp, tmp_path):
@@ -224,3 +224,93 @@ def test_long_messages_are_cut_to_fit_the_termination_limit(optimize, tmp_path):
     assert run.code == Failure.FETCH_FAILED.exit_code
     message = json.loads(run.termination_path.read_text())
     assert message["reason"] == "FetchFailed" and message["message"].endswith("...")
+
+
+# Issue 11, defect 5: datasets that are not .npz archives get a message saying what is expected.
+def test_a_npy_dataset_is_refused_saying_what_is_expected(optimize, mlp, tmp_path):
+    np.save(tmp_path / "eval.npy", np.zeros((5, 64), "float32"))
+    out = tmp_path / "out"
+    run = optimize("--source", mlp.keras_path, "--eval-data", tmp_path / "eval.npy", "--output", out, "--version", "1")
+    assert_failed(run, Failure.INVALID_DATASET, mentions="expected a .npz with arrays x and y", out=out)
+    assert "eval.npy" in run.stderr
+
+
+def test_random_bytes_are_refused_without_pickle_advice(optimize, mlp, tmp_path):
+    (tmp_path / "eval.npz").write_bytes(bytes(range(256)) * 3)
+    out = tmp_path / "out"
+    run = optimize("--source", mlp.keras_path, "--eval-data", tmp_path / "eval.npz", "--output", out, "--version", "1")
+    assert_failed(run, Failure.INVALID_DATASET, mentions="not a .npz file", out=out)
+    assert "eval.npz" in run.stderr and "pickle" not in run.stderr.lower()
+
+
+def test_an_object_array_is_refused_and_never_unpickled(optimize, mlp, tmp_path):
+    np.savez(tmp_path / "eval.npz", x=np.array([{"a": 1}] * 5, dtype=object), y=np.zeros(5, "int64"))
+    out = tmp_path / "out"
+    run = optimize("--source", mlp.keras_path, "--eval-data", tmp_path / "eval.npz", "--output", out, "--version", "1")
+    assert_failed(run, Failure.INVALID_DATASET, mentions="Python objects", out=out)
+    assert "allow_pickle" not in run.stderr
+
+
+# Issue 11, defect 7: a bad dataset or output folder is reported before the model is even loaded.
+def test_dataset_errors_come_before_the_model_is_loaded(optimize, tmp_path):
+    (tmp_path / "corrupt.keras").write_bytes(b"not a zip: loading this model would fail")
+    np.save(tmp_path / "eval.npy", np.zeros((5, 64), "float32"))
+    run = optimize(
+        "--source", tmp_path / "corrupt.keras", "--eval-data", tmp_path / "eval.npy",
+        "--output", tmp_path / "out", "--version", "1",
+    )  # fmt: skip
+    assert_failed(run, Failure.INVALID_DATASET, mentions="eval.npy", out=tmp_path / "out")
+    assert "load: started" not in run.stdout
+
+
+def test_an_output_folder_that_cannot_be_created_is_reported_before_the_model_is_loaded(optimize, tmp_path):
+    (tmp_path / "corrupt.keras").write_bytes(b"not a zip: loading this model would fail")
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "serving"
+    run = optimize("--source", tmp_path / "corrupt.keras", "--output", out, "--version", "1")
+    assert_failed(run, Failure.EXPORT_FAILED, mentions=str(tmp_path / "a-file"))
+    assert "load: started" not in run.stdout
+
+
+# Issue 11, defect 7: argparse's own errors take the documented one-line road too.
+@pytest.mark.parametrize(
+    ("flags", "mentions"),
+    [
+        (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
+        (["--source"], "argument --source: expected one argument"),
+        (["--reuse-complete-version=yes"], "--reuse-complete-version: ignored explicit argument"),
+    ],
+)
+def test_argparse_errors_are_invalid_arguments_on_one_line(optimize, tmp_path, flags, mentions):
+    run = optimize("--output", tmp_path / "out", "--version", "1", *flags)
+    assert_failed(run, Failure.INVALID_ARGUMENTS, mentions=mentions, out=tmp_path / "out")
+    assert "usage:" not in run.stderr
+
+
+# Issue 11, defect 5: a version folder built from another model or other options is not "reused".
+def test_reuse_refuses_a_version_built_with_other_options(optimize, mlp, tmp_path):
+    out = tmp_path / "out"
+    first = optimize("--source", mlp.keras_path, "--output", out, "--version", "1", "--quantization", "dynamic")
+    assert first.code == 0, first.stderr
+    again = optimize(
+        "--source", mlp.keras_path, "--output", out, "--version", "1", "--quantization", "float16",
+        "--reuse-complete-version",
+    )  # fmt: skip
+    assert_failed(again, Failure.VERSION_EXISTS, mentions="quantization")
+    assert "dynamic" in again.stderr and "float16" in again.stderr
+    report = json.loads((out / "1" / "report.json").read_text())
+    assert report["options"]["quantization"] == "dynamic"
+
+
+def test_reuse_refuses_a_version_built_from_another_model(optimize, mlp, cnn, tmp_path):
+    out = tmp_path / "out"
+    assert optimize("--source", mlp.keras_path, "--output", out, "--version", "1").code == 0
+    other = tmp_path / "model.keras"  # same name and options, other content
+    other.write_bytes(cnn.keras_path.read_bytes())
+    again = optimize("--source", other, "--output", out, "--version", "1", "--reuse-complete-version")
+    assert_failed(again, Failure.VERSION_EXISTS, mentions="sha256")
+    expected = hashlib.sha256(cnn.keras_path.read_bytes()).hexdigest()
+    pinned = optimize(
+        "--source", other, "--sha256", expected, "--output", out, "--version", "1", "--reuse-complete-version"
+    )
+    assert_failed(pinned, Failure.VERSION_EXISTS, mentions="sha256")

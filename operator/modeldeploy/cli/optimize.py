@@ -15,6 +15,7 @@ from modeldeploy.optimize.options import (
     DEFAULT_MIN_SLICE_EXAMPLES,
     DEFAULT_PVC_ROOT,
     DEFAULT_TERMINATION_MESSAGE_PATH,
+    IN_POD_ENV,
     MAX_SPARSITY,
 )
 
@@ -80,8 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--termination-message-path",
         metavar="PATH",
-        default=str(DEFAULT_TERMINATION_MESSAGE_PATH),
-        help="one-line JSON summary for Kubernetes; skipped when its folder is missing, '' disables",
+        help=f"one-line JSON summary for Kubernetes (default: {DEFAULT_TERMINATION_MESSAGE_PATH} in a pod, "
+        f"i.e. when {IN_POD_ENV} is set, else none); skipped when its folder is missing, '' disables",
     )
     add("--log-format", metavar="{text,json}", default="text", help="progress log format on stdout")
     add(
@@ -102,10 +103,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     """Add the `optimize` subcommand to the `modeldeploy` dispatcher."""
     parser = subparsers.add_parser(COMMAND, help=_HELP, description=__doc__.splitlines()[0])
     add_arguments(parser)
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, usage_error=_usage_error)
 
 
 def _run(args: argparse.Namespace) -> int:
     from modeldeploy.optimize.job import run
 
     return run(args)
+
+
+def _usage_error(argv: list[str], message: str) -> int:
+    """argparse's own complaint (an unknown flag, a missing value), reported like any bad flag."""
+    from modeldeploy.optimize.job import usage_failure
+
+    return usage_failure(argv, message)

@@ -6,6 +6,11 @@ signature. Keras 3's own `model.export()` stores every variable twice (as `varia
 tracks each variable once and has a single `serving_default` signature with a batch dimension.
 Failures become ModelLoadFailed (the bytes are not a model of that format) or UnsupportedModel (a
 model we cannot optimize: unknown custom layer, Python lambda, several inputs or outputs).
+
+A Keras model trained under a mixed-precision policy (`mixed_float16`, `mixed_bfloat16`) computes
+in half precision over float32 variables; the TFLite converter has no kernels for its float16
+MatMul and convolutions. `float32_compute` rebuilds such a model with the float32 policy and the
+same weights (the variables are float32 already, so nothing is lost), and the run continues on it.
 """
 
 from __future__ import annotations
@@ -103,6 +108,46 @@ def load_keras_model(path: Path, fmt: ModelFormat, workdir: Path, uri: str) -> A
     if not isinstance(model, keras.Model):
         raise _unsupported(uri, f"holds a {type(model).__name__}, not a Keras model")
     return model
+
+
+_HALF_PRECISION_POLICIES = frozenset({"mixed_float16", "mixed_bfloat16", "float16", "bfloat16"})
+
+
+def _float32_policies(config: Any, found: set[str]) -> Any:
+    """The serialized model with every half-precision dtype policy replaced by float32 (noted in `found`)."""
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if (
+            str(config.get("class_name", "")).endswith("DTypePolicy")
+            and isinstance(inner, dict)
+            and inner.get("name") in _HALF_PRECISION_POLICIES
+        ):
+            found.add(str(inner["name"]))
+            return {**config, "config": {**inner, "name": "float32"}}
+        return {key: _float32_policies(value, found) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value, found) for value in config]
+    return config
+
+
+def float32_compute(model: Any, uri: str) -> tuple[Any, str | None]:
+    """The model computing in float32, and the policy it had when that was a half-precision one."""
+    import keras
+
+    found: set[str] = set()
+    config = _float32_policies(keras.saving.serialize_keras_object(model), found)
+    if not found:
+        return model, None
+    policies = sorted(found)
+    try:
+        rebuilt = keras.saving.deserialize_keras_object(config)
+        rebuilt.set_weights(model.get_weights())
+    except Exception as exc:  # whatever a layer's from_config raises
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise _unsupported(
+            uri, f"computes in {', '.join(policies)} and could not be rebuilt in float32 ({first[:200]})"
+        ) from None
+    return rebuilt, ", ".join(policies)
 
 
 def keras_signature(model: Any, uri: str) -> ModelSignature:

@@ -2,8 +2,9 @@
 
 Progress goes to stdout, one line per event, flushed at once; stderr is kept for the single line
 that names the cause of a failure. `--log-format json` gives one JSON object per line for log
-pipelines, `text` a line a person reads. Messages and fields are redacted of credentials first
-(`contract.redact`): logs are collected and kept.
+pipelines (lines native libraries write to stderr become records of logger `native`), `text` a
+line a person reads. Messages and fields are redacted of credentials first (`contract.redact`):
+logs are collected and kept.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ from modeldeploy.contract.redact import redact, secret_values
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+LOGGER = "modeldeploy.optimize"
+NATIVE_LOGGER = "native"
 
 
 class ProgressLog:
@@ -36,12 +40,20 @@ class ProgressLog:
         self._stream = stream
         self._clock = clock
         self.timings: dict[str, float] = {}
+        self._lock = threading.Lock()  # the native-log relay writes from its own thread
 
     def info(self, message: str, stage: str | None = None, **fields: object) -> None:
         self._emit("info", message, stage, fields)
 
     def warning(self, message: str, stage: str | None = None, **fields: object) -> None:
         self._emit("warning", message, stage, fields)
+
+    def native(self, line: str, level: str) -> None:
+        """A line a native library (TensorFlow's C++ logging, the converter) wrote to stderr."""
+        if self.fmt == "json":
+            self._emit(level, line, None, {}, logger=NATIVE_LOGGER)
+        else:
+            self._write(line)
 
     @contextmanager
     def stage(self, name: str, **fields: object) -> Iterator[None]:
@@ -58,13 +70,15 @@ class ProgressLog:
         self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
         self._emit("info", f"done in {seconds:.2f}s", name, {"seconds": seconds})
 
-    def _emit(self, level: str, message: str, stage: str | None, fields: dict[str, object]) -> None:
+    def _emit(
+        self, level: str, message: str, stage: str | None, fields: dict[str, object], logger: str = LOGGER
+    ) -> None:
         hidden = secret_values(os.environ)
         message = redact(message, hidden)
         fields = {k: redact(v, hidden) if isinstance(v, str) else v for k, v in fields.items()}
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if self.fmt == "json":
-            record: dict[str, object] = {"time": now, "level": level, "logger": "modeldeploy.optimize"}
+            record: dict[str, object] = {"time": now, "level": level, "logger": logger}
             if stage is not None:
                 record["stage"] = stage
             record["message"] = message
@@ -74,5 +88,10 @@ class ProgressLog:
             where = f"{stage}: " if stage else ""
             extra = "".join(f" {k}={v}" for k, v in fields.items() if k != "seconds")
             line = f"{now} {level.upper():7} optimize {where}{message}{extra}"
+        self._write(line)
+
+    def _write(self, line: str) -> None:
         stream = self._stream if self._stream is not None else sys.stdout
-        print(line, file=stream, flush=True)
+        with self._lock:  # one whole line at a time, whichever thread writes
+            stream.write(line + "\n")
+            stream.flush()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import enum
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
@@ -135,6 +137,23 @@ def local_output_path(value: str, pvc_root: Path) -> Path:
     return Path(value)
 
 
+# Kubernetes sets this in every container (whatever the pod's enableServiceLinks says).
+IN_POD_ENV = "KUBERNETES_SERVICE_HOST"
+
+
+def default_termination_message_path(environ: Mapping[str, str]) -> Path | None:
+    """Kubernetes' termination-log path when running in a pod, else none: run by hand, nothing is
+    written to /dev. The operator's Job passes the path explicitly anyway."""
+    return DEFAULT_TERMINATION_MESSAGE_PATH if environ.get(IN_POD_ENV) else None
+
+
+def termination_message_path(flag: str | None, environ: Mapping[str, str]) -> Path | None:
+    """--termination-message-path: absent means the default, '' means none."""
+    if flag is None:
+        return default_termination_message_path(environ)
+    return Path(flag) if flag else None
+
+
 def options_from_args(ns: argparse.Namespace) -> Options:
     """Validate the parsed flags; raises OptimizeError(InvalidArguments) naming the flag."""
     source = _required(ns.source, "--source")
@@ -171,7 +190,6 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         raise _bad("--fine-tune-epochs", f"{epochs} epochs need --train-data")
     if quantization is Quantization.INT8 and train_data is None and eval_data is None:
         raise _bad("--quantization", "int8 needs representative data: give --train-data or --eval-data")
-    termination = ns.termination_message_path
     source_trust = _source_trust(ns)
     source_signature = None
     if source_trust is not None:
@@ -203,7 +221,7 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         metric=metric,
         max_accuracy_drop=max_drop,
         pvc_root=pvc_root,
-        termination_message_path=Path(termination) if termination else None,
+        termination_message_path=termination_message_path(ns.termination_message_path, os.environ),
         log_format="json" if log_format == "json" else "text",
         source_signature=source_signature,
         source_trust=source_trust,

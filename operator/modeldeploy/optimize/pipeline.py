@@ -1,18 +1,21 @@
-"""One optimization run, stage by stage: fetch, load, data, prune, quantize, check, evaluate, gate, export.
+"""One optimization run, stage by stage: fetch, load, data, prune, quantize, check, evaluate, bundle, size, export.
 
 Called by the CLI with validated Options. Everything is built in a private work folder (system
 temp); the output location is touched only by the final `export` stage, after the conversion check
 (`fidelity`: the candidate computes what the original does) and the quality gate have passed, so a
-failed run leaves nothing where TF Serving looks. Each stage is logged with its timing.
+failed run leaves nothing where TF Serving looks. What can be checked without the model is checked
+before it loads (minutes for a large one): the output folder, then the dataset files' arrays in
+`fetch`; their fit to the model's input in `data`. Each stage is logged with its timing, and
+report.json records them all but `export`, which writes and publishes it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from modeldeploy.optimize.accuracy import METRICS, Task
 from modeldeploy.optimize.convert import (
     ModelSignature,
     export_saved_model,
+    float32_compute,
     keras_signature,
     load_keras_model,
     locate_saved_model,
@@ -36,6 +40,7 @@ from modeldeploy.optimize.convert import (
 from modeldeploy.optimize.data import Dataset, fit_to_model, load_npz
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.evaluate import (
+    GZIP_LEVEL,
     KerasPredictor,
     Latency,
     Predictor,
@@ -50,13 +55,14 @@ from modeldeploy.optimize.evaluate import (
     scoring_for,
     size_of,
 )
-from modeldeploy.optimize.export import check_target, publish, remove_stale_staging
+from modeldeploy.optimize.export import check_output, check_target, publish, remove_stale_staging
 from modeldeploy.optimize.fidelity import CHECK_EXAMPLES, FidelityCheck, compare_outputs
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.prune import PruneReport, prune
 from modeldeploy.optimize.quantize import artifact_format, quantize, representative_sample
 from modeldeploy.optimize.report import Evaluation, Report
+from modeldeploy.optimize.reuse import recorded_options
 from modeldeploy.optimize.signing import SignatureProblem, key_fingerprint, sign_folder, verify
 from modeldeploy.optimize.storage import Fetched, display_uri, fetch
 
@@ -75,10 +81,14 @@ def _fetch_dataset(uri: str | None, work: Path, opts: Options, what: str) -> Fet
     return fetch(uri, work, pvc_root=opts.pvc_root, what=what)
 
 
-def _dataset(fetched: Fetched | None, signature: ModelSignature, task: Task | None, purpose: str) -> Dataset | None:
-    if fetched is None:
+def _read_dataset(fetched: Fetched | None) -> Dataset | None:
+    """The arrays, checked on their own: before the model loads, so a bad file fails in seconds."""
+    return None if fetched is None else load_npz(fetched.path, fetched.uri)
+
+
+def _dataset(dataset: Dataset | None, signature: ModelSignature, task: Task | None, purpose: str) -> Dataset | None:
+    if dataset is None:
         return None
-    dataset = load_npz(fetched.path, fetched.uri)
     return fit_to_model(dataset, signature.input_shape, signature.input_dtype, signature.num_classes, task, purpose)
 
 
@@ -122,6 +132,7 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
     """Run every stage; raise OptimizeError with the failure's class, or return the report."""
     started = time.monotonic()
     check_target(opts.output, opts.version)  # cheap: fail before minutes of work
+    check_output(opts.output)
     signer = _signer(opts.signing_key)  # a bad signing key, too
     with tempfile.TemporaryDirectory(prefix="modeldeploy-optimize-") as tmp:
         work = Path(tmp)
@@ -133,8 +144,9 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
             source_signer = _verify_source(opts, source, work, log)
             train_file = _fetch_dataset(opts.train_data, work / "train", opts, "train data")
             eval_file = _fetch_dataset(opts.eval_data, work / "eval", opts, "eval data")
+            train_arrays, eval_arrays = _read_dataset(train_file), _read_dataset(eval_file)
         with log.stage("load", format=opts.format.value):
-            loaded = _load(opts, source, work)
+            loaded = _load(opts, source, work, log)
             signature = loaded.signature
             log.info(
                 "model loaded",
@@ -145,9 +157,9 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
         with log.stage("data"):
             # Fine-tuning reads class labels; int8 calibration reads x only (a regression model's too).
             labels = Task.CLASSIFICATION if opts.fine_tune_epochs else None
-            train = _dataset(train_file, signature, labels, "fine-tuning")
+            train = _dataset(train_arrays, signature, labels, "fine-tuning")
             metric = METRICS[opts.metric]
-            evaluation_data = _dataset(eval_file, signature, metric.task, f"metric {metric.name}")
+            evaluation_data = _dataset(eval_arrays, signature, metric.task, f"metric {metric.name}")
             if evaluation_data is not None:
                 require_applicable(metric, opts.top_k, signature.num_classes)
             log.info(
@@ -178,24 +190,35 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
         failed = measured.evaluation.failure() if measured.evaluation is not None else None
         if failed is not None:
             raise OptimizeError(Failure.QUALITY_GATE_FAILED, failed)
+        bundle = work / "bundle"
         with log.stage("bundle"):
-            bundle = work / "bundle"
-            report = _bundle(
+            artifacts = _bundle(bundle, optimized_dir, tflite)
+        with log.stage("size", gzip_level=GZIP_LEVEL):
+            sizes = _sizes(loaded.baseline_dir, bundle, quantized=tflite is not None)
+        # report.json holds every stage's timing but its own publication's (the log has that one).
+        with log.stage("export", output=str(opts.output / str(opts.version))):
+            report = _report(
                 opts,
-                bundle,
                 source=source,
-                loaded=loaded,
-                optimized_dir=optimized_dir,
-                tflite=tflite,
+                signature=signature,
+                sizes=sizes,
                 representative_from=representative_from,
                 prune_report=prune_report,
                 measured=measured,
+                artifacts=artifacts,
+                data_sha256={
+                    "train": train_file.sha256 if train_file is not None else None,
+                    "eval": eval_file.sha256 if eval_file is not None else None,
+                },
                 log=log,
                 started=started,
                 signer=signer,
                 source_signer=source_signer,
             )
-        with log.stage("export", output=str(opts.output / str(opts.version))):
+            (bundle / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+            if opts.signing_key is not None:
+                _sign(bundle, opts.signing_key, log)  # model.sig, which SHA256SUMS then lists
+            write_sums(bundle)
             for stale in remove_stale_staging(opts.output, opts.version):
                 log.warning(f"removed a staging folder left by an interrupted run: {stale}", stage="export")
             path = publish(bundle, opts.output, opts.version)
@@ -225,7 +248,7 @@ def _verify_source(opts: Options, source: Fetched, work: Path, log: ProgressLog)
     return verified.signer
 
 
-def _load(opts: Options, source: Fetched, work: Path) -> _Loaded:
+def _load(opts: Options, source: Fetched, work: Path, log: ProgressLog) -> _Loaded:
     """The model and its signature, and the baseline SavedModel every comparison is made against."""
     if opts.format is ModelFormat.SAVEDMODEL:
         if opts.prunes:
@@ -237,6 +260,9 @@ def _load(opts: Options, source: Fetched, work: Path) -> _Loaded:
         baseline_dir = locate_saved_model(source.path, work / "source-unpacked", opts.source)
         return _Loaded(saved_model_signature(baseline_dir, opts.source), baseline_dir, None)
     model = load_keras_model(source.path, opts.format, work / "source-link", opts.source)
+    model, policy = float32_compute(model, opts.source)
+    if policy is not None:
+        log.info(f"the model computes in {policy}: rebuilt computing in float32, same weights", stage="load")
     signature = keras_signature(model, opts.source)
     export_saved_model(model, signature, work / "baseline")
     return _Loaded(signature, work / "baseline", model)
@@ -367,58 +393,42 @@ def _evaluate(
     return _Measured(evaluation, latency_baseline, latency_optimized, latency_data, fidelity)
 
 
-def _bundle(
-    opts: Options,
-    bundle: Path,
-    *,
-    source: Fetched,
-    loaded: _Loaded,
-    optimized_dir: Path,
-    tflite: bytes | None,
-    representative_from: str | None,
-    prune_report: PruneReport | None,
-    measured: _Measured,
-    log: ProgressLog,
-    started: float,
-    signer: str | None = None,
-    source_signer: str | None = None,
-) -> Report:
-    """Assemble the version folder's content in the work folder: SavedModel, model.tflite, report,
-    the signature (which SHA256SUMS then lists), sums."""
+def _bundle(bundle: Path, optimized_dir: Path, tflite: bytes | None) -> dict[str, str]:
+    """Assemble the version folder's model files in the work folder; their sha256 by relative path."""
     shutil.copytree(optimized_dir, bundle, ignore=_NOT_FROM_SOURCE)
-    saved_model_size = size_of(bundle)
     if tflite is not None:
         (bundle / TFLITE_FILE).write_bytes(tflite)
-    artifacts = dict(tree_manifest(bundle))
-    report = _report(
-        opts,
-        source=source,
-        baseline_dir=loaded.baseline_dir,
-        bundle=bundle,
-        saved_model_size=saved_model_size,
-        tflite=tflite,
-        representative_from=representative_from,
-        prune_report=prune_report,
-        evaluation=measured.evaluation,
-        latencies=(measured.latency_baseline, measured.latency_optimized, measured.latency_data),
-        fidelity=measured.fidelity,
-        artifacts=artifacts,
-        artifact_sha256=artifacts.get(TFLITE_FILE) or artifacts["saved_model.pb"],
-        log=log,
-        started=started,
-    )
-    report = dataclasses.replace(report, signer=signer, source_signer=source_signer)
-    (bundle / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    if opts.signing_key is not None:
-        started_signing = time.monotonic()
-        try:
-            signed = sign_folder(bundle, opts.signing_key, bundle / SIGNATURE_FILE)
-        except SignatureProblem as problem:
-            raise OptimizeError(Failure.EXPORT_FAILED, problem.message) from None
-        seconds = round(time.monotonic() - started_signing, 3)
-        log.info("version folder signed", stage="bundle", signer=signed.signer, seconds=seconds)
-    write_sums(bundle)
-    return report
+    return dict(tree_manifest(bundle))
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    baseline: Size
+    saved_model: Size
+    optimized: Size
+
+
+def _sizes(baseline_dir: Path, bundle: Path, *, quantized: bool) -> _Sizes:
+    """Raw and gzip sizes of the baseline, the published SavedModel and model.tflite, in parallel
+    (zlib releases the GIL: on two cores the stage takes the time of its largest artifact)."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        baseline = pool.submit(size_of, baseline_dir)
+        saved_model = pool.submit(size_of, bundle, frozenset({TFLITE_FILE}))
+        tflite = pool.submit(size_of, bundle / TFLITE_FILE) if quantized else None
+        saved = saved_model.result()
+        return _Sizes(
+            baseline=baseline.result(), saved_model=saved, optimized=tflite.result() if tflite is not None else saved
+        )
+
+
+def _sign(bundle: Path, private_key: Path, log: ProgressLog) -> None:
+    started = time.monotonic()
+    try:
+        signed = sign_folder(bundle, private_key, bundle / SIGNATURE_FILE)
+    except SignatureProblem as problem:
+        raise OptimizeError(Failure.EXPORT_FAILED, problem.message) from None
+    seconds = round(time.monotonic() - started, 3)
+    log.info("version folder signed", stage="export", signer=signed.signer, seconds=seconds)
 
 
 def _signer(private_key: Path | None) -> str | None:
@@ -439,25 +449,21 @@ def _report(
     opts: Options,
     *,
     source: Fetched,
-    baseline_dir: Path,
-    bundle: Path,
-    saved_model_size: Size,
-    tflite: bytes | None,
+    signature: ModelSignature,
+    sizes: _Sizes,
     representative_from: str | None,
     prune_report: PruneReport | None,
-    evaluation: Evaluation | None,
-    latencies: tuple[Latency, Latency, str],
-    fidelity: FidelityCheck,
+    measured: _Measured,
     artifacts: dict[str, str],
-    artifact_sha256: str,
+    data_sha256: dict[str, str | None],
     log: ProgressLog,
     started: float,
+    signer: str | None = None,
+    source_signer: str | None = None,
 ) -> Report:
     import keras
     import tensorflow as tf
 
-    baseline_size = size_of(baseline_dir)
-    optimized_size = size_of(bundle / TFLITE_FILE) if tflite is not None else saved_model_size
     return Report(
         version=opts.version,
         format=artifact_format(opts.quantization),
@@ -465,21 +471,26 @@ def _report(
         source_format=opts.format.value,
         source_sha256=source.sha256,
         source_bytes=source.size_bytes,
-        baseline_size=baseline_size,
-        optimized_size=optimized_size,
-        saved_model_size=saved_model_size,
+        baseline_size=sizes.baseline,
+        optimized_size=sizes.optimized,
+        saved_model_size=sizes.saved_model,
         requested_sparsity={"dense": opts.dense_sparsity, "conv": opts.conv_sparsity},
         prune=prune_report,
         quantization=opts.quantization.value,
         representative_data=representative_from,
-        evaluation=evaluation,
-        latency_baseline=latencies[0],
-        latency_optimized=latencies[1],
-        latency_data=latencies[2],
-        fidelity=fidelity,
+        evaluation=measured.evaluation,
+        latency_baseline=measured.latency_baseline,
+        latency_optimized=measured.latency_optimized,
+        latency_data=measured.latency_data,
+        fidelity=measured.fidelity,
         artifacts=artifacts,
-        artifact_sha256=artifact_sha256,
+        artifact_sha256=artifacts.get(TFLITE_FILE) or artifacts["saved_model.pb"],
         stages=dict(log.timings),
         duration_seconds=round(time.monotonic() - started, 3),
         tool={"modeldeploy": __version__, "tensorflow": str(tf.__version__), "keras": str(keras.__version__)},
+        options=recorded_options(opts),
+        data_sha256=data_sha256,
+        input_dtype=signature.input_dtype,
+        signer=signer,
+        source_signer=source_signer,
     )

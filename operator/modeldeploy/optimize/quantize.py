@@ -2,10 +2,11 @@
 
 Modes: `dynamic` (int8 weights, float activations), `float16` (half-precision weights) and `int8`
 (full integer: weights and activations, calibrated on representative examples from the training
-data, else the evaluation data). The int8 model keeps float32 input and output (quantize and
-dequantize ops at its edges) so the request format stays that of the SavedModel: TF Serving's
-`--prefer_tflite_model` can swap one for the other without clients noticing. A converter failure
-(an op with no int8 kernel, say) is UnsupportedModel.
+data, else the evaluation data, in the model's input dtype). The int8 model keeps float32 input
+and output (quantize and dequantize ops at its edges) so the request format stays that of the
+SavedModel: TF Serving's `--prefer_tflite_model` can swap one for the other without clients
+noticing; an integer input (token ids) stays integer. A converter failure (an op with no int8
+kernel, say) is UnsupportedModel, its message cut to the MLIR errors without their call sites.
 
 The converter is given the loaded `serving_default` concrete function, not the SavedModel folder:
 `from_saved_model` keeps variables as resource variables when it cannot freeze them, and for a
@@ -18,6 +19,7 @@ SavedModel, with the same signature name, inputs and outputs (for our own export
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,8 @@ def quantize(saved_model_dir: Path, mode: Quantization, representative: npt.NDAr
     elif mode is Quantization.INT8:
         if representative is None or len(representative) == 0:
             raise OptimizeError(Failure.INVALID_ARGUMENTS, "int8 quantization needs representative data")
-        examples = representative.astype(np.float32)
+        # In the model's own input dtype (fit_to_model cast it): token ids stay integers.
+        examples = np.asarray(representative)
 
         def dataset() -> Iterator[list[npt.NDArray[Any]]]:
             for index in range(len(examples)):
@@ -72,7 +75,26 @@ def quantize(saved_model_dir: Path, mode: Quantization, representative: npt.NDAr
     try:
         return bytes(converter.convert())
     except Exception as exc:  # ConverterError and friends
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise OptimizeError(
-            Failure.UNSUPPORTED_MODEL, f"TFLite conversion ({mode.value}) failed: {first[:400]}"
+            Failure.UNSUPPORTED_MODEL, f"TFLite conversion ({mode.value}) failed: {converter_problem(exc)}"
         ) from None
+
+
+_MLIR_ERROR = re.compile(r"error: ([^\n]+)")
+_NO_KERNEL = re.compile(r"'([\w.]+)' op is neither a custom op nor a flex op")
+_PROBLEM_CHARS = 300
+
+
+def converter_problem(exc: BaseException) -> str:
+    """The converter's complaint in one short line: the MLIR errors without their call-site dumps."""
+    text = str(exc).strip()
+    unconvertible = sorted(set(_NO_KERNEL.findall(text)))
+    if unconvertible:
+        return (
+            f"no TFLite kernel for {'op' if len(unconvertible) == 1 else 'ops'} {', '.join(unconvertible)} "
+            "with this model's types "
+            "(a float16 or float64 compute graph, say: save the model computing in float32)"
+        )[: _PROBLEM_CHARS * 2]
+    errors = list(dict.fromkeys(_MLIR_ERROR.findall(text)))
+    first = "; ".join(errors[:2]) if errors else (text.splitlines() or [type(exc).__name__])[0]
+    return first[:_PROBLEM_CHARS]

@@ -1,8 +1,9 @@
 """What a run produced, in two shapes: `report.json` beside the model and the termination message.
 
-`report.json` is the full record (sizes, per-layer sparsity, the conversion check, metrics before and after overall,
-per class and per slice with the worst slice, latency,
-stage timings, sha256 of each artifact). The termination message is one line of compact JSON under
+`report.json` is the full record (sizes, per-layer sparsity, the conversion check, metrics before and
+after overall, per class and per slice with the worst slice, latency, stage timings, sha256 of each
+artifact, and what the version was built from: the source's and the datasets' sha256 and the options,
+which `--reuse-complete-version` compares). The termination message is one line of compact JSON under
 4096 bytes that Kubernetes copies into the Pod's status, where the operator reads `result`,
 `reason` and the headline numbers without mounting the volume.
 """
@@ -103,6 +104,10 @@ class Report:
     """Who signs the published folder (model.sig); None when it is not signed."""
     source_signer: str | None = None
     """Who signed the source model, when its signature was verified."""
+    # What the version was built from beyond the model (`reuse`): the options, the datasets' sha256.
+    options: dict[str, Any] = field(default_factory=dict)
+    data_sha256: dict[str, str | None] = field(default_factory=dict)
+    input_dtype: str = "float32"
 
     def sparsity(self) -> dict[str, float]:
         if self.prune is None:
@@ -167,7 +172,7 @@ class Report:
             "pruning": pruning,
             "quantization": {
                 "mode": self.quantization,
-                "ioType": "float32",
+                "ioType": self.input_dtype,  # the request format: the model's input dtype (int8 keeps float32)
                 "representativeData": self.representative_data,
             },
             "conversionCheck": self.fidelity.to_json(),
@@ -179,6 +184,11 @@ class Report:
             },
             "artifacts": self.artifacts,
             "artifactSha256": self.artifact_sha256,
+            "options": self.options,
+            "data": {
+                "train": {"sha256": self.data_sha256.get("train")},
+                "eval": {"sha256": self.data_sha256.get("eval")},
+            },
             "stages": self.stages,
             "durationSeconds": self.duration_seconds,
             "tool": self.tool,
