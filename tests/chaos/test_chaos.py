@@ -22,7 +22,8 @@ from chaos_scenarios import (
     ownership_scenario,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+# The first test also trains the reference models and starts the private control plane.
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(900)]
 
 
 def check(result: ScenarioResult) -> None:

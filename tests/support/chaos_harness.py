@@ -394,6 +394,18 @@ def quiet_writes(operator: OperatorProcess, windows: int = 2, timeout: float = 4
     return None
 
 
+def busiest_lines(text: str, last: int = 200, top: int = 3) -> str:
+    """The log messages repeated most often in the last `last` lines (what an apply loop writes)."""
+    counts: dict[str, int] = {}
+    for line in text.splitlines()[-last:]:
+        message = re.sub(r"^\S+ \S+ ", "", line.strip())  # drop the timestamp
+        message = re.sub(r"\b\d+(\.\d+)?\b", "N", message)[:160]
+        if message:
+            counts[message] = counts.get(message, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    return "; ".join(f"{n}x {message!r}" for message, n in ranked)
+
+
 def tracebacks(text: str) -> list[str]:
     """The first line after each Python traceback in an operator log."""
     found = []

@@ -22,6 +22,7 @@ from chaos_harness import (
     add_audit,
     add_tracebacks,
     audit,
+    busiest_lines,
     condition,
     normalise_resources,
     optimized_md,
@@ -392,7 +393,10 @@ def _drift_edits() -> list[DriftEdit]:
             "change the Service selector",
             "Service",
             always,
-            kubectl("service", {"spec": {"selector": {"app.kubernetes.io/instance": "someone-else"}}}, "merge"),
+            kubectl(
+                "service",
+                [{"op": "replace", "path": "/spec/selector/modeldeploy.io~1model-deployment", "value": "someone-else"}],
+            ),
         ),
         DriftEdit(
             "respell the CPU request (0.5 for 500m)",
@@ -525,7 +529,10 @@ def drift_scenario(stack: ChaosStack, plan: DriftPlan) -> ScenarioResult:
                 )
         settle = quiet_writes(operator, timeout=60)
         if settle is None:
-            result.fail("apply loop: the operator kept writing 60 s after the last edit")
+            result.fail(
+                "apply loop: the operator kept writing 60 s after the last edit; its log repeats: "
+                f"{busiest_lines(operator.log())}"
+            )
         add_tracebacks(result, operator.log())
         add_audit(result, stack, ns)
     finally:
