@@ -14,9 +14,11 @@ next door: processes.py (lifetime), components.py (flags), kubeconfig.py, nodes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -317,7 +319,14 @@ class ControlPlane:
         (etcd keeps its store: nothing is lost that a real restart would keep)."""
         with self._lock:
             process = self._component(name)
-            processes.stop_process_groups([(name, process.popen.pid)], grace=grace, reap=lambda _: process.popen.wait())
+            if grace <= 0:  # a crash, not a shutdown: no SIGTERM (and no warning that it was ignored)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.popen.pid, signal.SIGKILL)
+                process.popen.wait()
+            else:
+                processes.stop_process_groups(
+                    [(name, process.popen.pid)], grace=grace, reap=lambda _: process.popen.wait()
+                )
             self._processes.remove(process)
             log.info("stopped %s for an outage", name)
 

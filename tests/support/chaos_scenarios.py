@@ -28,6 +28,7 @@ from chaos_harness import (
     optimized_md,
     plain_md,
     quiet_writes,
+    settled_audit,
     wait_converged,
     wait_metrics,
     wait_until,
@@ -115,8 +116,13 @@ def kill_scenario(stack: ChaosStack, plan: KillPlan) -> ScenarioResult:
                     duplicates.add(text)
                     result.duplicates += 1
                     result.fail(f"round {round_}: {text}")
-        found = audit(stack, ns)
-        add_audit(result, stack, ns) if found.orphans else None
+        found = settled_audit(stack, ns)
+        result.orphans += len(found.orphans)
+        result.failures += found.orphans
+        for text in found.duplicates:
+            if text not in duplicates:
+                result.duplicates += 1
+                result.fail(f"at the end: {text}")
         result.notes.append(f"kill: {plan.kills} SIGKILLs, {counter} plain and {len(optimized)} optimized objects")
     finally:
         operator.stop()
