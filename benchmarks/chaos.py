@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         models = args.models or make_reference_models(work / "reference")
         log_dir = args.log_dir or work / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        with ControlPlane(nodes=3) as plane:
+        # With --log-dir the control plane's own logs are kept there too (why a component lagged).
+        keep = {"workdir": args.log_dir / "controlplane", "keep_workdir": True} if args.log_dir else {}
+        with ControlPlane(nodes=3, **keep) as plane:  # type: ignore[arg-type]
             (work / "storage").mkdir()
             stack = ChaosStack(plane, work / "storage", models, log_dir, REPO / "crds")
             try:

@@ -206,7 +206,7 @@ def outage_scenario(stack: ChaosStack, plan: OutagePlan) -> ScenarioResult:
                 operator.stop()
                 operator = stack.operator(ns, label)
             if pod is not None:
-                lost = _lost_result(stack, ns, "opt")
+                lost = _lost_result(stack, ns, "opt", pod)
                 if lost:
                     result.fail(f"{what}: the optimizer's result was lost: {lost}")
         add_audit(result, stack, ns)
@@ -230,20 +230,25 @@ def _running_optimizer_pod(stack: ChaosStack, ns: str, md: str, timeout: float) 
     return name if isinstance(name, str) else None
 
 
-def _lost_result(stack: ChaosStack, ns: str, md_name: str) -> str | None:
-    """Why the optimizer's result for the spec's artifact is not served (None when it is)."""
+def _lost_result(stack: ChaosStack, ns: str, md_name: str, pod: str) -> str | None:
+    """Why the optimizer's result for the spec's artifact is not served (None when it is): its pod
+    must be Succeeded and the artifact its Job built must be the one served."""
     md = stack.get(MD_KIND, ns, md_name)
     if md is None:
         return "the ModelDeployment is gone"
-    served = (md.get("status") or {}).get("servedArtifact")
+    reported = stack.get("Pod", ns, pod)
+    if reported is None or (reported.get("status") or {}).get("phase") != "Succeeded":
+        phase = None if reported is None else (reported.get("status") or {}).get("phase")
+        return f"the optimizer pod {pod} is {phase or 'gone'}, not Succeeded: its exit was never reported"
     jobs = stack.list("Job", ns, f"{MODEL_DEPLOYMENT_LABEL}={md_name}")
     newest = max(jobs, key=lambda j: j["metadata"]["creationTimestamp"], default=None)
     if newest is None:
         return "no Job"
-    if not (newest.get("status") or {}).get("succeeded"):
-        return f"Job {newest['metadata']['name']} never completed: {newest.get('status')}"
-    if served != newest["metadata"]["labels"].get(ARTIFACT_LABEL):
-        return f"served artifact {served}, the newest Job built {newest['metadata']['labels'].get(ARTIFACT_LABEL)}"
+    served = (md.get("status") or {}).get("servedArtifact")
+    built = newest["metadata"]["labels"].get(ARTIFACT_LABEL)
+    if served != built:
+        optimized = condition(md, ConditionType.OPTIMIZED)
+        return f"served artifact {served}, the newest Job built {built} (Optimized: {optimized.get('reason')})"
     return None
 
 
