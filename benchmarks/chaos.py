@@ -42,7 +42,7 @@ from chaos_scenarios import (  # noqa: E402
 from devcluster.controlplane import ControlPlane  # noqa: E402
 from devcluster.stack import make_reference_models  # noqa: E402
 
-SCENARIOS = ("kill", "outage", "fuzz", "drift", "ownership")
+SCENARIOS = ("fuzz", "drift", "ownership", "outage", "kill")
 LONG_OUTAGES = (
     Outage(("kube-apiserver", "etcd"), 5.0, during_job=True),
     Outage(("kube-apiserver",), 10.0),
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                         progress(f"{name}: the harness broke:\n{traceback.format_exc()}")
                         return 1
                     progress(f"{name}: done in {time.monotonic() - started:.0f} s: {result.row()}")
+                    if result.failures:
+                        progress(result.report())
                     results.append(result)
             finally:
                 stack.close()

@@ -45,7 +45,7 @@ def test_api_server_and_etcd_restarts_lose_no_optimizer_result(chaos_stack: Chao
 def test_invalid_specs_are_refused_naming_the_field_or_reported_once(
     chaos_stack: ChaosStack, pytestconfig: pytest.Config
 ) -> None:
-    check(fuzz_scenario(chaos_stack, FuzzPlan(generated=30), Path(pytestconfig.rootpath / "crds")))
+    check(fuzz_scenario(chaos_stack, FuzzPlan(generated=30, report_timeout=60), Path(pytestconfig.rootpath / "crds")))
 
 
 def test_drift_is_repaired_or_reported_without_an_apply_loop(chaos_stack: ChaosStack) -> None:

@@ -664,6 +664,13 @@ def ownership_scenario(stack: ChaosStack, plan: OwnershipPlan) -> ScenarioResult
     return result
 
 
+def _users(value: Any) -> Any:
+    """Labels or annotations without those Kubernetes' own controllers add (a Deployment's revision)."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if not k.startswith("deployment.kubernetes.io/")}
+    return value
+
+
 def _untouched(
     stack: ChaosStack, ns: str, before: dict[str, dict[str, Any]], result: ScenarioResult, what: str
 ) -> bool:
@@ -689,9 +696,9 @@ def _untouched(
             changes.append(f"written by {FIELD_MANAGER}")
         # Controllers write the status of Deployments and HPAs (their resourceVersion moves): compare
         # what a user wrote, the generation (spec), labels and annotations.
-        for path in (("generation",), ("labels",), ("annotations",)):
-            if now["metadata"].get(path[0]) != old["metadata"].get(path[0]):
-                changes.append(f"metadata.{path[0]} changed")
+        for key in ("generation", "labels", "annotations"):
+            if _users(now["metadata"].get(key)) != _users(old["metadata"].get(key)):
+                changes.append(f"metadata.{key} changed: {now['metadata'].get(key)}")
         if (
             kind in ("Service", "ConfigMap")
             and now["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]
