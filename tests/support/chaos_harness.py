@@ -202,7 +202,12 @@ class ChaosStack:
         return name
 
     def drop_namespace(self, namespace: str) -> None:
-        self.cp.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+        """Delete the namespace without waiting; the API server may still be coming back from an outage."""
+        for _ in range(30):
+            done = self.cp.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+            if done.returncode == 0:
+                return
+            time.sleep(1)
 
     def operator(self, namespace: str, label: str) -> OperatorProcess:
         """`modeldeploy run -n NAMESPACE` (resync every 5 s), its log in the stack's log folder."""

@@ -165,7 +165,7 @@ def outage_scenario(stack: ChaosStack, plan: OutagePlan) -> ScenarioResult:
         for name in plain:
             stack.create(plain_md(ns, name))
         stack.create(optimized_md(ns, "opt", max_drop=drop))
-        first, left = wait_converged(stack, ns, 300)
+        first, left = wait_converged(stack, ns, 600)  # the first optimization: slow on a busy machine
         if first is None:
             result.fail(f"the objects never converged before the first outage: {left}")
             return result
