@@ -450,6 +450,12 @@ def fuzz_scenario(stack: ChaosStack, plan: FuzzPlan, crds: Path) -> ScenarioResu
                 else:
                     result.trials.append(Trial(True, 0.0))
                 continue
+            if case.dotted_name:
+                # A name CEL could admit but no child can carry must be refused at admission (the
+                # CRD holds the rule), not accepted and reported later.
+                result.fail(f"{case.label}: {name} was accepted; it must be refused at apply naming metadata.name")
+                result.trials.append(Trial(False))
+                continue
             accepted[name] = case
             started[name] = time.monotonic()
         pending = dict(accepted)

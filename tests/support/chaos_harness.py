@@ -13,9 +13,7 @@ asserts itself: the tests assert on the result, the benchmark prints it.
 from __future__ import annotations
 
 import json
-import random
 import re
-import statistics
 import subprocess
 import time
 import uuid
@@ -34,7 +32,7 @@ from modeldeploy.api import GROUP, PLURAL, VERSION
 from modeldeploy.api.quantity import parse_quantity
 from modeldeploy.api.reasons import ConditionType, Reason
 from modeldeploy.controller.builders.labels import ARTIFACT_LABEL, MODEL_DEPLOYMENT_LABEL
-from modeldeploy.controller.builders.names import model_config_name, serving_config_name, serving_name
+from modeldeploy.controller.builders.names import model_config_name, serving_name
 from modeldeploy.k8s.kinds import KINDS, Role
 
 MD_KIND = "ModelDeployment"
@@ -450,35 +448,11 @@ def add_tracebacks(result: ScenarioResult, operator_log: str) -> None:
         result.fail(f"operator traceback: {line}")
 
 
-def quantity_equal(a: Any, b: Any) -> bool:
-    try:
-        return parse_quantity(str(a)) == parse_quantity(str(b))
-    except ValueError:
-        return str(a) == str(b)
-
-
 def normalise_resources(resources: dict[str, Any]) -> dict[str, dict[str, str]]:
     return {
         section: {key: str(parse_quantity(str(value)).normalize()) for key, value in (values or {}).items()}
         for section, values in (resources or {}).items()
     }
-
-
-def sanitize(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def pick(rng: random.Random, items: Sequence[Any]) -> Any:
-    return items[rng.randrange(len(items))]
-
-
-def p(values: Sequence[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(pct / 100 * len(ordered)))] if ordered else float("nan")
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 CHILD_NAMES = {
@@ -488,4 +462,3 @@ CHILD_NAMES = {
     "PodDisruptionBudget": serving_name,
     "ConfigMap": model_config_name,
 }
-__all__ = ["CHILD_NAMES", "ChaosStack", "ScenarioResult", "Trial", "serving_config_name", "table"]

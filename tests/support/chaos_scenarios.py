@@ -14,6 +14,7 @@ from typing import Any
 
 from chaos_harness import (
     CHILD_NAMES,
+    MARKER,
     MD_KIND,
     USER_LABEL,
     ChaosStack,
@@ -131,7 +132,7 @@ def kill_scenario(stack: ChaosStack, plan: KillPlan) -> ScenarioResult:
 
 
 def _marker_env(generation: int) -> list[dict[str, str]]:
-    return [{"name": "CHAOS_GENERATION", "value": str(generation)}]
+    return [{"name": MARKER, "value": str(generation)}]
 
 
 # -- 2. API server and etcd outages ---------------------------------------------------------------
