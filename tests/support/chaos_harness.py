@@ -271,7 +271,11 @@ def converged(stack: ChaosStack, namespace: str, md: dict[str, Any]) -> str | No
     name = md["metadata"]["name"]
     ready = condition(md, ConditionType.READY)
     if ready.get("status") != "True" or ready.get("reason") != Reason.READY:
-        return f"Ready is {ready.get('status')}/{ready.get('reason')}: {ready.get('message', '')[:200]}"
+        deployment = stack.get("Deployment", namespace, serving_name(name))
+        return (
+            f"Ready is {ready.get('status')}/{ready.get('reason')}: {ready.get('message', '')[:160]}; "
+            f"its Deployment: {deployment_summary(deployment)}"
+        )
     if (md.get("status") or {}).get("observedGeneration") != md["metadata"]["generation"]:
         return (
             f"observedGeneration {(md.get('status') or {}).get('observedGeneration')} != {md['metadata']['generation']}"
@@ -288,6 +292,18 @@ def converged(stack: ChaosStack, namespace: str, md: dict[str, Any]) -> str | No
     if not autoscaling and deployment["spec"].get("replicas") != md["spec"].get("serving", {}).get("replicas", 1):
         return f"Deployment replicas {deployment['spec'].get('replicas')} != spec"
     return None
+
+
+def deployment_summary(deployment: dict[str, Any] | None) -> str:
+    """What the Deployment itself says, to tell a stale status from a slow rollout."""
+    if deployment is None:
+        return "none"
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    return (
+        f"generation {deployment['metadata'].get('generation')} observed {status.get('observedGeneration')}, "
+        f"replicas {spec.get('replicas')} updated {status.get('updatedReplicas', 0)} "
+        f"available {status.get('availableReplicas', 0)}"
+    )
 
 
 def all_converged(stack: ChaosStack, namespace: str) -> dict[str, str]:

@@ -490,7 +490,8 @@ def drift_scenario(stack: ChaosStack, plan: DriftPlan) -> ScenarioResult:
             return result
         if quiet_writes(operator) is None:
             result.fail(
-                "apply loop before any drift: the operator keeps writing for quantities spelled 0.5, 1024Mi, 1000m"
+                "apply loop before any drift (quantities spelled 0.5, 1024Mi, 1000m in the spec): the operator "
+                f"kept writing through every resync; its log repeats: {busiest_lines(operator.log())}"
             )
         snapshots: dict[tuple[str, str], Any] = {}
         contexts: dict[str, dict[str, Any]] = {}
@@ -667,9 +668,7 @@ def ownership_scenario(stack: ChaosStack, plan: OwnershipPlan) -> ScenarioResult
 
 def _users(value: Any) -> Any:
     """Labels or annotations without those Kubernetes' own controllers add (a Deployment's revision)."""
-    if isinstance(value, dict):
-        return {k: v for k, v in value.items() if not k.startswith("deployment.kubernetes.io/")}
-    return value
+    return {k: v for k, v in (value or {}).items() if not k.startswith("deployment.kubernetes.io/")}
 
 
 def _untouched(
@@ -697,7 +696,9 @@ def _untouched(
             changes.append(f"written by {FIELD_MANAGER}")
         # Controllers write the status of Deployments and HPAs (their resourceVersion moves): compare
         # what a user wrote, the generation (spec), labels and annotations.
-        for key in ("generation", "labels", "annotations"):
+        if now["metadata"].get("generation") != old["metadata"].get("generation"):
+            changes.append("its spec was changed (new generation)")
+        for key in ("labels", "annotations"):
             if _users(now["metadata"].get(key)) != _users(old["metadata"].get(key)):
                 changes.append(f"metadata.{key} changed: {now['metadata'].get(key)}")
         if (
