@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         log_dir.mkdir(parents=True, exist_ok=True)
         # With --log-dir the control plane's own logs are kept there too (why a component lagged).
         keep = {"workdir": args.log_dir / "controlplane", "keep_workdir": True} if args.log_dir else {}
-        with ControlPlane(nodes=3, **keep) as plane:  # type: ignore[arg-type]
+        with ControlPlane(nodes=3, **keep) as plane:
             (work / "storage").mkdir()
             stack = ChaosStack(plane, work / "storage", models, log_dir, REPO / "crds")
             try:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         if result.failures:
             print()
-            print(result.report())
+            print(result.report(limit=len(result.failures)))
     return 0
 
 

@@ -91,12 +91,12 @@ class ScenarioResult:
             f"{len(self.failures)} |"
         )
 
-    def report(self) -> str:
+    def report(self, limit: int = 40) -> str:
         """The failures, one per line, for a test's assertion message and the benchmark's notes."""
         lines = [f"{self.scenario}: {len(self.failures)} failure(s)"]
-        lines += [f"  - {failure}" for failure in self.failures[:40]]
-        if len(self.failures) > 40:
-            lines.append(f"  ... and {len(self.failures) - 40} more")
+        lines += [f"  - {failure}" for failure in self.failures[:limit]]
+        if len(self.failures) > limit:
+            lines.append(f"  ... and {len(self.failures) - limit} more")
         return "\n".join(lines)
 
 
