@@ -85,3 +85,32 @@ def test_a_job_that_finishes_during_an_api_server_and_etcd_outage_still_complete
             timeout=60,
         )
         assert get_json(cp, f"pod/{pod}", "-n", "default")["status"]["phase"] == "Succeeded"
+
+
+def test_a_pod_marked_not_ready_by_the_node_lifecycle_controller_is_ready_again(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """After an outage the node lifecycle controller marks pods of Nodes with stale leases NotReady
+    (Ready False, ContainersReady untouched); a kubelet reports them Ready again, so kwok must too."""
+    cp = control_plane
+    cp.kubectl("-n", namespace, "create", "deployment", "web", "--image=registry.k8s.io/pause:3.10")
+    cp.kubectl("-n", namespace, "rollout", "status", "deployment/web", "--timeout=90s")
+    pod = get_json(cp, "pods", "-n", namespace, "-l", "app=web")["items"][0]
+    conditions = [{**c, "status": "False"} if c["type"] == "Ready" else c for c in pod["status"]["conditions"]]
+    cp.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "pod",
+        pod["metadata"]["name"],
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": conditions}}),
+    )
+
+    def ready() -> bool:
+        now = get_json(cp, f"pod/{pod['metadata']['name']}", "-n", namespace)
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in now["status"]["conditions"])
+
+    wait("the pod to be Ready again", ready, timeout=30)
