@@ -13,6 +13,7 @@ asserts itself: the tests assert on the result, the benchmark prints it.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import time
@@ -76,7 +77,7 @@ class ScenarioResult:
         times = sorted(t.seconds for t in self.trials if t.converged and t.seconds is not None)
         if not times:
             return None
-        return times[min(len(times) - 1, max(0, round(pct / 100 * len(times) + 0.5) - 1))]
+        return times[min(len(times) - 1, max(0, math.ceil(pct / 100 * len(times)) - 1))]  # nearest rank
 
     def fail(self, text: str) -> None:
         self.failures.append(text)
