@@ -443,7 +443,7 @@ def fuzz_scenario(stack: ChaosStack, plan: FuzzPlan, crds: Path) -> ScenarioResu
                     result.fail(f"{case.label}: refused without naming {case.field}: {str(exc)[:300]}")
                     result.trials.append(Trial(False))
                 else:
-                    result.trials.append(Trial(True, 0.0))
+                    result.trials.append(Trial(True))  # refused at once: no time to report
                 continue
             if case.dotted_name:
                 # A name CEL could admit but no child can carry must be refused at admission (the
