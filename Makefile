@@ -93,7 +93,7 @@ cluster-down: venv ## Stop the local control plane started by cluster-up
 chaos: venv controlplane ## The chaos and fuzz suite in long (100 kill -9, outages, 200+ invalid specs, 50 drift edits; ~30 min): prints the table
 	$(PY) benchmarks/chaos.py
 
-bench: venv controlplane ## Run every benchmark script (prints tables; ~45 min: scale to 1,000 objects, KServe built and compared)
+bench: venv controlplane ## Run every benchmark script (prints tables; ~75 min: scale to 1,000 objects, KServe built and compared, the chaos suite)
 	@for f in benchmarks/*.py; do echo "# --- $$f"; $(PY) $$f || exit 1; done
 
 demo: venv controlplane ## The whole stack locally: control plane, operator, an example optimized and Ready
