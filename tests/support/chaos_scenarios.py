@@ -209,7 +209,8 @@ def outage_scenario(stack: ChaosStack, plan: OutagePlan) -> ScenarioResult:
             if pod is not None:
                 lost = _lost_result(stack, ns, "opt", pod)
                 if lost:
-                    result.fail(f"{what}: the optimizer's result was lost: {lost}")
+                    late = f"{plan.converge_timeout:.0f} s after the restart"
+                    result.fail(f"{what}: the optimizer's result is not served {late}: {lost}")
         add_audit(result, stack, ns)
     finally:
         operator.stop()
