@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: reference-models cluster-status checkov-install checkov chart-lint actionlint
+.PHONY: reference-models cluster-status checkov-install checkov chart-lint actionlint chaos
 .PHONY: help venv lint format typecheck imports crds check-crds controlplane unit integration optimizer-tests e2e test render-examples cluster-up cluster-down bench demo
 
 help: ## List every target with what it does
@@ -93,7 +93,10 @@ cluster-status: venv ## Report whether the local control plane started by cluste
 cluster-down: venv ## Stop the local control plane started by cluster-up
 	$(BIN)/python -m devcluster down
 
-bench: venv controlplane ## Run every benchmark script (prints tables; ~45 min: scale to 1,000 objects, KServe built and compared)
+chaos: venv controlplane ## The chaos and fuzz suite in long (100 kill -9, outages, 200+ invalid specs, 50 drift edits; ~30 min): prints the table
+	$(PY) benchmarks/chaos.py
+
+bench: venv controlplane ## Run every benchmark script (prints tables; ~75 min: scale to 1,000 objects, KServe built and compared, the chaos suite)
 	@for f in benchmarks/*.py; do echo "# --- $$f"; $(PY) $$f || exit 1; done
 
 demo: venv controlplane ## The whole stack locally: control plane, operator, an example optimized and Ready

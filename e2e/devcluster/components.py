@@ -28,7 +28,7 @@ POD_CIDR = "10.244.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 #: kwok's behaviour for Nodes and pods, in the package's stages/ folder (see pod-ready.yaml for which
 #: pods it leaves to the executor).
-STAGE_FILES = ("node-initialize", "node-heartbeat", "pod-ready", "pod-complete", "pod-delete")
+STAGE_FILES = ("node-initialize", "node-heartbeat", "pod-ready", "pod-ready-again", "pod-complete", "pod-delete")
 #: Client rate limit of the controller-manager and the scheduler (defaults: 20 and 50 QPS).
 CLIENT_QPS = 200
 

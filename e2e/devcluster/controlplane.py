@@ -14,9 +14,11 @@ next door: processes.py (lifetime), components.py (flags), kubeconfig.py, nodes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -308,6 +310,70 @@ class ControlPlane:
                 lambda: api.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}")[0] == 200,
                 timeout=timeout,
             )
+
+    # -- outages, for the chaos suite ----------------------------------------------------------------------
+
+    def stop_component(self, name: str, *, grace: float = 5.0) -> None:
+        """Stop one running component (SIGTERM, then SIGKILL after `grace`; 0 kills at once) and keep
+        it stopped: an outage. Its ports and data stay, so start_component brings it back as it was
+        (etcd keeps its store: nothing is lost that a real restart would keep)."""
+        with self._lock:
+            process = self._component(name)
+            if grace <= 0:  # a crash, not a shutdown: no SIGTERM (and no warning that it was ignored)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.popen.pid, signal.SIGKILL)
+                process.popen.wait()
+            else:
+                processes.stop_process_groups(
+                    [(name, process.popen.pid)], grace=grace, reap=lambda _: process.popen.wait()
+                )
+            self._processes.remove(process)
+            log.info("stopped %s for an outage", name)
+
+    def start_component(self, name: str) -> None:
+        """Start a component stopped by stop_component with its flags, ports and data, and return
+        once it is healthy again (etcd /health, the API server /readyz, the others /healthz)."""
+        with self._lock:
+            layout = self._require(self._layout, "layout")
+            if any(p.name == name for p in self._processes):
+                raise ControlPlaneError(f"{name} is already running")
+            args = {
+                "etcd": lambda: components.etcd_args(layout),
+                "kube-apiserver": lambda: components.apiserver_args(layout),
+                "kube-controller-manager": lambda: components.controller_manager_args(layout),
+                "kube-scheduler": lambda: components.scheduler_args(layout),
+                "kwok": lambda: components.kwok_args(layout, self.node_count),
+            }
+            if name not in args:
+                raise ValueError(f"unknown component {name!r}; one of {sorted(args)}")
+            extra_env = {"KWOK_WORKDIR": str(self.workdir / "kwok")} if name == "kwok" else None
+            process = self._spawn(name, args[name](), extra_env=extra_env)
+            self._wait_healthy(name, process)
+            log.info("%s is back", name)
+
+    def restart_component(self, name: str, *, downtime: float = 0.0, grace: float = 5.0) -> None:
+        """stop_component, `downtime` seconds without it, start_component."""
+        self.stop_component(name, grace=grace)
+        time.sleep(downtime)
+        self.start_component(name)
+
+    def _component(self, name: str) -> Process:
+        for process in self._processes:
+            if process.name == name:
+                return process
+        raise ControlPlaneError(f"{name} is not running")
+
+    def _wait_healthy(self, name: str, process: Process) -> None:
+        layout = self._require(self._layout, "layout")
+        if name == "etcd":
+            self._wait("etcd /health", lambda: http_ok(layout.ports["etcd"], "/health"), watch=[process])
+        elif name == "kwok":
+            return  # no health endpoint of its own: its Nodes' heartbeats resume
+        else:
+            port = None if name == "kube-apiserver" else layout.ports[name]
+            path = "/readyz" if name == "kube-apiserver" else "/healthz"
+            with self.admin_api(port) as api:
+                self._wait(f"{name} {path}", lambda: api.probe(path), watch=[process])
 
     # -- internals --------------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devcluster.kubeapi import KubeApi
+from devcluster.kubeapi import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 # The optimizer's pods and the artifact cleanup Jobs' pods (same image, `modeldeploy prune-artifacts`).
@@ -254,12 +254,30 @@ class JobPodExecutor:
         return PreparedPod(argv, env, termination_file, scratch)
 
     # -- running and reporting ----------------------------------------------------------------------
-    def _patch(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+    def _patch(self, pod: dict[str, Any], status: dict[str, Any], *, final: bool = False) -> None:
+        """Report a pod's status. A `final` one (the container's exit) is retried while the API server
+        is away, as a kubelet does: an optimizer that finished during an outage must not be lost (its
+        pod would stay Running and its Job never complete). Given up only when the pod is gone or
+        the executor stops."""
         meta = pod["metadata"]
-        try:
-            self.kube.patch_pod_status(meta["namespace"], meta["name"], status)
-        except Exception as exc:  # ApiError, or the API server going away at teardown
-            log.warning("executor: cannot update pod %s/%s: %s", meta["namespace"], meta["name"], exc)
+        delay = 0.2
+        while True:
+            try:
+                self.kube.patch_pod_status(meta["namespace"], meta["name"], status)
+                return
+            except ApiError as exc:
+                gone = exc.status in (404, 409, 422)
+                error: Exception = exc
+            except Exception as exc:  # the API server is down or restarting
+                gone, error = False, exc
+            if not final or gone or self._stop.is_set():
+                log.warning("executor: cannot update pod %s/%s: %s", meta["namespace"], meta["name"], error)
+                return
+            log.info(
+                "executor: pod %s/%s: status not reported yet (%s); retrying", meta["namespace"], meta["name"], error
+            )
+            self._stop.wait(delay)
+            delay = min(delay * 2, 2.0)
 
     def _report_waiting(self, pod: dict[str, Any], reason: str, message: str) -> None:
         name = pod["spec"]["containers"][0]["name"]
@@ -349,6 +367,7 @@ class JobPodExecutor:
                         ],
                         "initContainerStatuses": statuses,
                     },
+                    final=True,
                 )
                 return
         now = _now()
@@ -377,6 +396,7 @@ class JobPodExecutor:
                     for c in main
                 ],
             },
+            final=True,
         )
 
     def _guarded(self, work: Any, pod: dict[str, Any], *args: Any) -> None:
@@ -406,6 +426,7 @@ class JobPodExecutor:
                         for c in containers
                     ],
                 },
+                final=True,
             )
 
     def _execute(self, pod: dict[str, Any], prepared: PreparedPod) -> None:
@@ -462,5 +483,6 @@ class JobPodExecutor:
                     }
                 ],
             },
+            final=True,
         )
         shutil.rmtree(prepared.scratch, ignore_errors=True)

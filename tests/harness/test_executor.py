@@ -54,3 +54,32 @@ def test_a_deleted_pod_s_process_is_stopped_like_a_kubelet_would(tmp_path: Path)
         for proc in procs.values():
             proc.kill()
             proc.wait()
+
+
+class _FlakyApi:
+    """The API server as the executor sees it through an outage: refused, refused, then back."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.reported: list[dict[str, Any]] = []
+
+    def patch_pod_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        self.reported.append(status)
+
+
+def test_a_pod_that_exits_while_the_api_server_is_away_is_reported_when_it_is_back(tmp_path: Path) -> None:
+    api = _FlakyApi(failures=3)
+    executor = JobPodExecutor(cast(KubeApi, api), tmp_path)
+    pod = {"metadata": {"name": "p", "namespace": "ml"}}
+    executor._patch(pod, {"phase": "Succeeded"}, final=True)
+    assert api.reported == [{"phase": "Succeeded"}]
+
+
+def test_a_progress_report_is_not_retried(tmp_path: Path) -> None:
+    api = _FlakyApi(failures=1)
+    executor = JobPodExecutor(cast(KubeApi, api), tmp_path)
+    executor._patch({"metadata": {"name": "p", "namespace": "ml"}}, {"phase": "Running"})
+    assert api.reported == []

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from modeldeploy.contract.formats import ModelFormat, Quantization
+from modeldeploy.contract.owner import ArtifactOwner
 from modeldeploy.optimize.job import native_level
 from modeldeploy.optimize.options import Options, default_termination_message_path
 from modeldeploy.optimize.quantize import converter_problem
 from modeldeploy.optimize.reuse import recorded_options, reuse_refusal
+from modeldeploy.optimize.signing import Trust
 
 
 def options(**changes) -> Options:
@@ -56,6 +59,19 @@ def test_the_same_model_and_options_are_reusable_wherever_the_run_reads_and_writ
 def test_another_model_or_other_options_are_refused_naming_the_difference(here, sha256, mentions):
     refusal = reuse_refusal(report_of(options()), recorded_options(options(**here)), sha256)
     assert refusal is not None and mentions in refusal
+
+
+def test_a_signed_run_records_its_trust_anchor_and_a_recreated_owner_reuses(tmp_path: Path):
+    """A run verifying its source records the anchor as plain JSON (report.json is JSON); the owner
+    is not what a version is built from: a re-created ModelDeployment of the same name reuses it."""
+    key = tmp_path / "signing.pub"
+    signed = options(source_trust=Trust(public_key=key), source_signature="s3://bucket/m.keras.sig")
+    recorded = recorded_options(signed)
+    assert recorded["sourceTrust"]["publicKey"] == str(key)
+    json.dumps(recorded)  # raised TypeError (Trust is not JSON serializable) before
+    first = options(owner=ArtifactOwner(namespace="ml", name="digits", uid="first-life"))
+    again = options(owner=ArtifactOwner(namespace="ml", name="digits", uid="second-life"))
+    assert reuse_refusal(report_of(first), recorded_options(again), SHA) is None
 
 
 def test_a_report_without_options_is_not_reusable():

@@ -20,9 +20,10 @@ from typing import Any
 from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.storage import display_uri
 
-# Where the run reads and writes, how it reports: not what the version is built from.
+# Where the run reads and writes, how it reports, who owns the folder (a re-created ModelDeployment
+# of the same name reuses its versions): not what the version is built from.
 _NOT_RECORDED = frozenset(
-    {"source", "sha256", "output", "version", "pvc_root", "termination_message_path", "log_format"}
+    {"source", "sha256", "output", "version", "pvc_root", "termination_message_path", "log_format", "owner"}
 )
 
 
@@ -31,6 +32,8 @@ def _camel(name: str) -> str:
 
 
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # the signature's trust anchor
+        return {_camel(k): _plain(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Path):
