@@ -23,6 +23,9 @@ Key = tuple[str, str]  # (namespace, name)
 
 DEFAULT_BASE_DELAY = 1.0
 DEFAULT_MAX_DELAY = 300.0
+# An API server that does not answer (restarting, overloaded) comes back on its own: a key that failed
+# on that must not sleep 5 minutes past its return, as it would after a few failures at the full cap.
+TRANSIENT_MAX_DELAY = 15.0
 
 
 @dataclass(eq=False, repr=False)
@@ -54,12 +57,14 @@ class WorkQueue:
             heapq.heappush(self._waiting, (self.clock() + delay, self._seq, key))
             self._cond.notify()
 
-    def add_rate_limited(self, key: Key) -> float:
-        """Queue the key after its back-off: base * 2^(failures so far), capped; returns the delay."""
+    def add_rate_limited(self, key: Key, *, transient: bool = False) -> float:
+        """Queue the key after its back-off: base * 2^(failures so far), capped (at TRANSIENT_MAX_DELAY
+        when the failure was the API server's unavailability); returns the delay."""
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
-        delay: float = min(self.max_delay, self.base_delay * 2.0**failures)
+        cap = min(self.max_delay, TRANSIENT_MAX_DELAY) if transient else self.max_delay
+        delay: float = min(cap, self.base_delay * 2.0**failures)
         self.add_after(key, delay)
         return delay
 

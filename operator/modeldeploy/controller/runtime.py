@@ -25,7 +25,7 @@ from modeldeploy.controller.cache import CLAIM, Cache, Key, owner_of
 from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.reconcile import Reconciler
-from modeldeploy.k8s.client import KubeClient
+from modeldeploy.k8s.client import KubeClient, is_unavailable
 from modeldeploy.k8s.kinds import KINDS, WATCHED_KINDS, Kind
 
 log = logging.getLogger("modeldeploy.runtime")
@@ -122,7 +122,7 @@ class Runtime:
         try:
             result = self.reconciler.reconcile(namespace, name)
         except Exception as exc:
-            delay = self.queue.add_rate_limited(key)
+            delay = self.queue.add_rate_limited(key, transient=is_unavailable(exc))
             failures = self.queue.failures(key)
             log.error(
                 "%s/%s: reconcile failed (attempt %d), retrying in %.0fs: %s: %s",

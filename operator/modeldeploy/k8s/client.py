@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
@@ -61,6 +62,14 @@ class ApiError(Exception):
         """The API server refused the object as written (not a conflict, an outage, a missing object
         or a namespace on its way out)."""
         return self.status in REFUSALS and NAMESPACE_TERMINATING not in self.causes
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The API server did not answer, or answered that it cannot now (429, 5xx): a condition that
+    passes by itself, unlike a refusal of what we sent."""
+    if isinstance(exc, ApiError):
+        return exc.status == 429 or exc.status >= 500
+    return isinstance(exc, ConnectionError | TimeoutError | urllib3.exceptions.HTTPError)
 
 
 def api_error(status: int, method: str, path: str, raw: bytes) -> ApiError:

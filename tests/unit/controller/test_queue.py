@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from modeldeploy.controller.queue import WorkQueue
+import urllib3
+
+from modeldeploy.controller.queue import TRANSIENT_MAX_DELAY, WorkQueue
+from modeldeploy.k8s.client import ApiError, is_unavailable
 
 A, B = ("ns", "a"), ("ns", "b")
 
@@ -96,3 +99,22 @@ def test_workers_never_share_a_key() -> None:
     for worker in workers:
         worker.join(timeout=30)
     assert overlaps == [] and 5 <= processed <= 2000
+
+
+def test_an_unavailable_api_server_is_retried_within_seconds_not_minutes() -> None:
+    """After a dozen failures during an API server outage, a key must not sleep 5 minutes past the
+    server's return (the chaos suite's restart scenario saw "retrying in 300s")."""
+    queue = WorkQueue(base_delay=1.0, max_delay=300.0, clock=Clock())
+    delays = [queue.add_rate_limited(A, transient=True) for _ in range(12)]
+    assert delays[:4] == [1.0, 2.0, 4.0, 8.0] and max(delays) == TRANSIENT_MAX_DELAY
+    assert queue.add_rate_limited(A) == 300.0  # a failure of another kind keeps the long cap
+
+
+def test_what_counts_as_the_api_server_being_unavailable() -> None:
+    refused = urllib3.exceptions.MaxRetryError(None, "/api", ConnectionRefusedError(111, "Connection refused"))
+    assert is_unavailable(refused) and is_unavailable(ConnectionResetError()) and is_unavailable(TimeoutError())
+    assert is_unavailable(ApiError(503, "GET", "/api", "unavailable"))
+    assert is_unavailable(ApiError(429, "POST", "/api", "too many requests"))
+    assert not is_unavailable(ApiError(422, "POST", "/api", "invalid"))
+    assert not is_unavailable(ApiError(409, "POST", "/api", "conflict"))
+    assert not is_unavailable(KeyError("spec"))
