@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from modeldeploy.contract.formats import PruningSchedule
 from modeldeploy.optimize.data import Dataset
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.prune import magnitude_mask, prunable_kernels, prune
@@ -198,3 +199,55 @@ def test_cli_reports_attribute_kernels_and_the_family_over_all_of_them(optimize,
     zeros = sum(np.count_nonzero(t == 0) for t in pruned) / sum(t.size for t in pruned)
     assert report["pruning"]["achieved"]["dense"] == pytest.approx(zeros, abs=1e-4)
     assert zeros == pytest.approx(0.8, abs=1e-3)
+
+
+def test_gradual_pruning_reaches_the_target_and_chooses_along_the_way(cnn):
+    model = load(cnn.keras_path)
+    before = kernels_by_family(model)
+    report = prune(
+        model, dense_sparsity=0.8, conv_sparsity=0.5, fine_tune_epochs=2, train=dataset(cnn.train_path),
+        log=ProgressLog(), schedule=PruningSchedule.POLYNOMIAL_DECAY,
+    )  # fmt: skip
+    assert report.schedule is PruningSchedule.POLYNOMIAL_DECAY
+    after = kernels_by_family(model)
+    moved = 0
+    for family, target in (("dense", 0.8), ("conv", 0.5)):
+        for layer, values in after[family].items():
+            assert sparsity(values) == pytest.approx(target, abs=1.0 / values.size), layer
+            one_shot_kept = magnitude_mask(before[family][layer], target).astype(bool)
+            moved += int(np.count_nonzero((values != 0) != one_shot_kept))
+        assert report.family_sparsity(family) == pytest.approx(target, abs=1e-3)
+    # The masks were chosen while training went on, not once from the original weights.
+    assert moved > 0
+
+
+def test_keep_classifier_dense_leaves_the_output_layer_alone(cnn):
+    model = load(cnn.keras_path)
+    report = prune(
+        model, dense_sparsity=0.8, conv_sparsity=0.0, fine_tune_epochs=0, train=None, log=ProgressLog(),
+        keep_classifier_dense=True,
+    )  # fmt: skip
+    weights = kernels_by_family(model)["dense"]
+    assert sparsity(weights["classes"]) == 0.0
+    assert sparsity(weights["dense_1"]) == pytest.approx(0.8, abs=1e-3)
+    assert report.kept_dense == ("classes/kernel",)
+    by_layer = {layer.layer: layer for layer in report.layers}
+    assert by_layer["classes"].target == 0.0 and by_layer["dense_1"].target == 0.8
+    # the family figure counts the kept kernel: measured over all dense kernels
+    assert report.family_sparsity("dense") < 0.8
+
+
+def test_cli_prunes_gradually_when_fine_tuning(optimize, mlp, tmp_path):
+    out = tmp_path / "models"
+    run = optimize(
+        "--source", mlp.keras_path, "--output", out, "--version", "1", "--dense-sparsity", "0.8",
+        "--fine-tune-epochs", "2", "--train-data", mlp.train_path, "--keep-classifier-dense",
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    pruning = json.loads((out / "1" / "report.json").read_text())["pruning"]
+    assert pruning["schedule"] == "PolynomialDecay"
+    assert pruning["keptDense"] == ["classes/kernel"]
+    assert [(layer["layer"], layer["target"]) for layer in pruning["layers"]] == [
+        ("dense_1", 0.8), ("dense_2", 0.8), ("classes", 0.0),
+    ]  # fmt: skip
+    assert all(abs(layer["sparsity"] - layer["target"]) < 1e-4 for layer in pruning["layers"])

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from modeldeploy.contract.failures import Failure
-from modeldeploy.contract.formats import ModelFormat, Quantization
+from modeldeploy.contract.formats import ModelFormat, PruningSchedule, Quantization
 from modeldeploy.contract.layout import PVC_ROOT, TERMINATION_MESSAGE_PATH
 from modeldeploy.optimize.accuracy import METRICS
 from modeldeploy.optimize.errors import OptimizeError
@@ -47,6 +47,9 @@ class Options:
     pvc_root: Path
     termination_message_path: Path | None
     log_format: LogFormat
+    # Gradual (PolynomialDecay) when fine-tuning, one shot otherwise, unless --pruning-schedule says.
+    pruning_schedule: PruningSchedule = PruningSchedule.ONE_SHOT
+    keep_classifier_dense: bool = False
 
     @property
     def prunes(self) -> bool:
@@ -95,6 +98,20 @@ def _integer(value: str | None, flag: str, default: int | None, low: int) -> int
     if number < low:
         raise _bad(flag, f"must be at least {low}, got {number}")
     return number
+
+
+def pruning_schedule(value: str | None, fine_tune_epochs: int) -> PruningSchedule:
+    """--pruning-schedule, case-insensitive; unset: PolynomialDecay when fine-tuning, else OneShot."""
+    if value is None or not value.strip():
+        return PruningSchedule.POLYNOMIAL_DECAY if fine_tune_epochs > 0 else PruningSchedule.ONE_SHOT
+    by_name = {member.value.lower(): member for member in PruningSchedule}
+    schedule = by_name.get(value.strip().lower())
+    if schedule is None:
+        allowed = "|".join(member.value for member in PruningSchedule)
+        raise _bad("--pruning-schedule", f"must be one of {allowed}, got {value!r}")
+    if schedule is PruningSchedule.POLYNOMIAL_DECAY and fine_tune_epochs == 0:
+        raise _bad("--pruning-schedule", "PolynomialDecay ramps the sparsity over fine-tuning: give --fine-tune-epochs")
+    return schedule
 
 
 def infer_format(source: str) -> ModelFormat:
@@ -149,6 +166,7 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         raise _bad("--fine-tune-epochs", f"{epochs} epochs need --train-data")
     if quantization is Quantization.INT8 and train_data is None and eval_data is None:
         raise _bad("--quantization", "int8 needs representative data: give --train-data or --eval-data")
+    schedule = pruning_schedule(ns.pruning_schedule, epochs)
     termination = ns.termination_message_path
     return Options(
         source=source,
@@ -167,4 +185,6 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         pvc_root=pvc_root,
         termination_message_path=Path(termination) if termination else None,
         log_format="json" if log_format == "json" else "text",
+        pruning_schedule=schedule,
+        keep_classifier_dense=bool(ns.keep_classifier_dense),
     )

@@ -214,6 +214,8 @@ def _prune(
         fine_tune_epochs=opts.fine_tune_epochs,
         train=train,
         log=log,
+        schedule=opts.pruning_schedule,
+        keep_classifier_dense=opts.keep_classifier_dense,
     )
     for layer in report.layers:
         log.info(

@@ -84,6 +84,8 @@ class Report:
         if self.prune is not None:
             pruning["fineTuneEpochs"] = self.prune.fine_tune_epochs
             pruning["fineTuneFinalLoss"] = self.prune.fine_tune_loss
+            pruning["schedule"] = self.prune.schedule.value
+            pruning["keptDense"] = list(self.prune.kept_dense)
             pruning["layers"] = [
                 {
                     "layer": layer.layer,

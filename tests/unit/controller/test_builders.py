@@ -247,3 +247,24 @@ def test_network_policy_admits_only_the_serving_ports(make_md: Callable[..., Mod
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [8500, 8501]
     assert "from" not in policy["spec"]["ingress"][0], "any client may call the model"
+
+
+def _optimizer_args(md: ModelDeployment) -> list[str]:
+    args: list[str] = by_kind(render_all(md))["Job"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def test_pruning_schedule_and_classifier_flags_reach_the_job(make_md: Callable[..., ModelDeployment]) -> None:
+    pruning = {"denseSparsity": 0.8, "fineTuneEpochs": 2, "trainDataUri": "pvc://models/train.npz"}
+    plain = make_md(spec={"optimization": {"pruning": pruning}})
+    assert not any(a.startswith(("--pruning-schedule", "--keep-classifier-dense")) for a in _optimizer_args(plain))
+    chosen = make_md(
+        spec={"optimization": {"pruning": {**pruning, "schedule": "OneShot", "keepClassifierDense": True}}}
+    )
+    args = _optimizer_args(chosen)
+    assert "--pruning-schedule=OneShot" in args and "--keep-classifier-dense" in args
+    # Each setting is part of what the Job realises: another value is another artifact.
+    assert artifact_hash(chosen.spec) != artifact_hash(plain.spec)
+    gradual = make_md(spec={"optimization": {"pruning": {**pruning, "schedule": "PolynomialDecay"}}})
+    assert "--pruning-schedule=PolynomialDecay" in _optimizer_args(gradual)
+    assert artifact_hash(gradual.spec) != artifact_hash(plain.spec)

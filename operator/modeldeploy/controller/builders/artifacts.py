@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from modeldeploy.api.spec import ModelDeploymentSpec, pvc_parts, uri_scheme
+from modeldeploy.api.spec import ModelDeploymentSpec, Pruning, pvc_parts, uri_scheme
 from modeldeploy.contract.formats import ModelFormat
 from modeldeploy.contract.layout import pvc_path
 
@@ -43,13 +43,20 @@ class Artifact:
         return f"{MODELS_ROOT}/{self.model_name}"
 
 
+def _pruning_defaults(pruning: Pruning) -> set[str]:
+    """Pruning fields added after the first release, when left at their default: a spec that does
+    not use them keeps its artifact (and Job) name, so an upgraded operator does not re-optimize."""
+    later = {"schedule": None, "keep_classifier_dense": False}
+    return {name for name, default in later.items() if getattr(pruning, name) == default}
+
+
 def artifact_hash(spec: ModelDeploymentSpec) -> str:
     opt = spec.optimization
     relevant: dict[str, Any] = {
         "model": spec.model.model_dump(include={"storage_uri", "format", "version", "sha256"}, mode="json"),
         "optimization": {
             "enabled": opt.enabled,
-            "pruning": opt.pruning.model_dump(mode="json"),
+            "pruning": opt.pruning.model_dump(mode="json", exclude=_pruning_defaults(opt.pruning)),
             "quantization": opt.quantization.value,
             "evaluation": opt.evaluation.model_dump(mode="json"),
         }
