@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave the output layer's kernel unpruned (its few weights decide between classes)",
     )
+    add(
+        "--dense-block-size",
+        metavar="{1,4,16}",
+        help="prune dense kernels in 1xN blocks that TFLite executes sparse (16: int8, 4: float) (1)",
+    )
     add("--train-data", metavar="URI", help=".npz with x, y: fine-tuning and int8 calibration")
     add("--quantization", metavar=_choices(Quantization), help="post-training quantization (none)")
     add("--eval-data", metavar="URI", help=".npz with x, y: quality before/after and the gate")

@@ -22,6 +22,9 @@ from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import LOG_FORMATS, LogFormat
 
 MAX_SPARSITY = 0.95
+# 1: weight by weight; 4 and 16: the 1x4 and 1x16 blocks TFLite's sparse fully-connected kernels
+# execute (float and int8), so the sparse encoding is what the pod holds in memory.
+DENSE_BLOCK_SIZES = (1, 4, 16)
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 DEFAULT_PVC_ROOT = Path(PVC_ROOT)
 DEFAULT_TERMINATION_MESSAGE_PATH = Path(TERMINATION_MESSAGE_PATH)
@@ -50,6 +53,7 @@ class Options:
     # Gradual (PolynomialDecay) when fine-tuning, one shot otherwise, unless --pruning-schedule says.
     pruning_schedule: PruningSchedule = PruningSchedule.ONE_SHOT
     keep_classifier_dense: bool = False
+    dense_block_size: int = 1
 
     @property
     def prunes(self) -> bool:
@@ -167,6 +171,9 @@ def options_from_args(ns: argparse.Namespace) -> Options:
     if quantization is Quantization.INT8 and train_data is None and eval_data is None:
         raise _bad("--quantization", "int8 needs representative data: give --train-data or --eval-data")
     schedule = pruning_schedule(ns.pruning_schedule, epochs)
+    block = _integer(ns.dense_block_size, "--dense-block-size", 1, 1)
+    if block not in DENSE_BLOCK_SIZES:
+        raise _bad("--dense-block-size", f"must be one of {'|'.join(map(str, DENSE_BLOCK_SIZES))}, got {block}")
     termination = ns.termination_message_path
     return Options(
         source=source,
@@ -187,4 +194,5 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         log_format="json" if log_format == "json" else "text",
         pruning_schedule=schedule,
         keep_classifier_dense=bool(ns.keep_classifier_dense),
+        dense_block_size=block,
     )

@@ -51,7 +51,7 @@ from modeldeploy.optimize.fidelity import CHECK_EXAMPLES, FidelityCheck, compare
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.prune import PruneReport, prune
-from modeldeploy.optimize.quantize import artifact_format, quantize, representative_sample
+from modeldeploy.optimize.quantize import Encoding, artifact_format, choose_encoding, quantize, representative_sample
 from modeldeploy.optimize.report import Evaluation, Report
 from modeldeploy.optimize.storage import Fetched, display_uri, fetch
 
@@ -150,11 +150,19 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                 optimized_dir, prune_report = _prune(opts, loaded, train, work, log)
         elif opts.fine_tune_epochs > 0:
             log.info("fine-tuning skipped: nothing is pruned", stage="prune")
-        tflite, representative_from = None, None
+        tflite, representative_from, encoding = None, None, None
         if opts.quantization is not Quantization.NONE:
             with log.stage("quantize", mode=opts.quantization.value):
                 tflite, representative_from = _quantize(opts, optimized_dir, train, evaluation_data)
                 log.info("model.tflite built", stage="quantize", bytes=len(tflite))
+                if prune_report is not None:
+                    tflite, encoding = _sparse_encoding(opts, optimized_dir, tflite, signature, train, evaluation_data)
+                    log.info(
+                        f"{'sparse' if encoding.sparse else 'dense'} encoding kept: {encoding.reason}",
+                        stage="quantize",
+                        dense_bytes=encoding.dense_bytes,
+                        sparse_bytes=encoding.sparse_bytes,
+                    )
         with log.stage("check", artifact="model.tflite" if tflite is not None else "SavedModel"):
             fidelity = _check_conversion(opts, loaded, optimized_dir, tflite, train, evaluation_data)
             log.info(fidelity.message(), stage="check", passed=fidelity.passed)
@@ -177,6 +185,7 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                 representative_from=representative_from,
                 prune_report=prune_report,
                 measured=measured,
+                encoding=encoding,
                 log=log,
                 started=started,
             )
@@ -216,6 +225,7 @@ def _prune(
         log=log,
         schedule=opts.pruning_schedule,
         keep_classifier_dense=opts.keep_classifier_dense,
+        dense_block=opts.dense_block_size,
     )
     for layer in report.layers:
         log.info(
@@ -234,6 +244,28 @@ def _quantize(
     if calibration is None:  # options_from_args refuses int8 without data; keep the message anyway
         raise OptimizeError(Failure.INVALID_ARGUMENTS, "int8 needs representative data: give --train-data")
     return quantize(saved_model_dir, opts.quantization, representative_sample(calibration.x)), source
+
+
+def _sparse_encoding(
+    opts: Options,
+    saved_model_dir: Path,
+    dense: bytes,
+    signature: ModelSignature,
+    train: Dataset | None,
+    evaluation_data: Dataset | None,
+) -> tuple[bytes, Encoding]:
+    """The pruned model converted again with sparse encoding; `choose_encoding` keeps the better one."""
+    calibration = train if train is not None else evaluation_data
+    representative = (
+        representative_sample(calibration.x)
+        if opts.quantization is Quantization.INT8 and calibration is not None
+        else None
+    )
+    try:
+        sparse: bytes | None = quantize(saved_model_dir, opts.quantization, representative, sparse=True)
+    except OptimizeError:
+        sparse = None
+    return choose_encoding(dense, sparse, opts.quantization, _inputs(signature, train, evaluation_data)[0])
 
 
 def _candidate(loaded: _Loaded, optimized_dir: Path, tflite: bytes | None) -> Predictor:
@@ -324,6 +356,7 @@ def _bundle(
     measured: _Measured,
     log: ProgressLog,
     started: float,
+    encoding: Encoding | None = None,
 ) -> Report:
     """Assemble the version folder's content in the work folder: SavedModel, model.tflite, report, sums."""
     shutil.copytree(optimized_dir, bundle, ignore=_NOT_FROM_SOURCE)
@@ -347,6 +380,7 @@ def _bundle(
         artifact_sha256=artifacts.get(TFLITE_FILE) or artifacts["saved_model.pb"],
         log=log,
         started=started,
+        encoding=encoding,
     )
     (bundle / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     write_sums(bundle)
@@ -370,6 +404,7 @@ def _report(
     artifact_sha256: str,
     log: ProgressLog,
     started: float,
+    encoding: Encoding | None = None,
 ) -> Report:
     import keras
     import tensorflow as tf
@@ -400,4 +435,5 @@ def _report(
         stages=dict(log.timings),
         duration_seconds=round(time.monotonic() - started, 3),
         tool={"modeldeploy": __version__, "tensorflow": str(tf.__version__), "keras": str(keras.__version__)},
+        tflite_encoding=encoding,
     )

@@ -14,6 +14,8 @@ first RAMP_FRACTION of the fine-tuning steps, re-masking every few steps, and le
 fine-tuning recover at the target: the network adapts while the weights go, which one-shot pruning
 at 80 % does not allow. Fine-tuning (Adam, cosine-decayed rate) runs with a callback that multiplies
 every kernel by its mask after every batch, so the optimizer cannot grow pruned weights back.
+`dense_block` prunes dense kernels in blocks of consecutive inputs, which TFLite's sparse
+fully-connected kernels execute without rebuilding the dense weights (see `quantize`).
 `keep_classifier_dense` leaves the output layer's kernel untouched (target 0): the few weights that
 decide between classes are where pruning hurts most per weight.
 Sparsity is then measured on the weights that get exported (zeros / size), per kernel and over all
@@ -80,6 +82,7 @@ class _Kernel:
     family: Family
     mask: npt.NDArray[np.float32] | None = None
     target: float = 0.0
+    block: int = 1
 
 
 def polynomial_decay_sparsity(
@@ -199,6 +202,23 @@ def magnitude_mask(weights: npt.NDArray[Any], sparsity: float) -> npt.NDArray[np
     return mask.reshape(np.shape(weights))
 
 
+def block_mask(weights: npt.NDArray[Any], sparsity: float, block: int) -> npt.NDArray[np.float32]:
+    """Like `magnitude_mask`, in blocks of `block` consecutive inputs of one output unit.
+
+    A Dense kernel is (inputs, units); TFLite stores it as (units, inputs), so a block here is a
+    1 x block block there, the shape its sparse fully-connected kernels execute. The blocks with the
+    smallest summed |w| go, round(sparsity x blocks) of them. A kernel that is not 2-D or whose
+    inputs do not divide into blocks is pruned weight by weight.
+    """
+    shape = np.shape(weights)
+    if block <= 1 or len(shape) != 2 or shape[0] % block:
+        return magnitude_mask(weights, sparsity)
+    inputs, units = shape
+    scores = np.abs(np.asarray(weights, dtype=np.float64)).reshape(inputs // block, block, units).sum(axis=1)
+    kept = magnitude_mask(scores, sparsity)
+    return np.repeat(kept[:, None, :], block, axis=1).reshape(shape)
+
+
 def _apply(kernels: list[_Kernel]) -> None:
     for kernel in kernels:
         if kernel.mask is not None:
@@ -214,7 +234,7 @@ def _remask(kernels: list[_Kernel], sparsity_at: Any = None) -> None:
         if kernel.target <= 0:
             continue
         sparsity = kernel.target if sparsity_at is None else float(sparsity_at(kernel.target))
-        kernel.mask = magnitude_mask(np.asarray(kernel.variable.numpy()), sparsity)
+        kernel.mask = block_mask(np.asarray(kernel.variable.numpy()), sparsity, kernel.block)
     _apply(kernels)
 
 
@@ -302,10 +322,12 @@ def prune(
     seed: int = 0,
     schedule: PruningSchedule = PruningSchedule.ONE_SHOT,
     keep_classifier_dense: bool = False,
+    dense_block: int = 1,
 ) -> PruneReport:
     """Prune `model` in place, fine-tune it with masks kept, and measure what was achieved.
 
     PolynomialDecay needs fine-tuning (epochs and data); without it the pruning is one shot.
+    `dense_block` > 1 prunes 2-D dense kernels in blocks (see `block_mask`).
     `keep_masks=False` exists for tests that show the masks are what keeps the sparsity.
     """
     import keras
@@ -316,6 +338,7 @@ def prune(
     kept_ids = {id(kernel.variable) for kernel in kept}
     for kernel in kernels:
         kernel.target = 0.0 if id(kernel.variable) in kept_ids else targets[kernel.family]
+        kernel.block = dense_block if kernel.family == "dense" else 1
     for family, target in targets.items():
         if target > 0 and not any(k.family == family and k.target > 0 for k in kernels):
             log.warning(f"no {family} kernels to prune; --{family}-sparsity {target} has no effect", stage="prune")

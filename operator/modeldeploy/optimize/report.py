@@ -16,6 +16,7 @@ from modeldeploy.contract.summary import OptimizerSummary, Result, Sparsity
 from modeldeploy.optimize.evaluate import GateResult, Latency, Size
 from modeldeploy.optimize.fidelity import FidelityCheck
 from modeldeploy.optimize.prune import PruneReport
+from modeldeploy.optimize.quantize import Encoding
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -53,6 +54,7 @@ class Report:
     stages: dict[str, float]
     duration_seconds: float
     tool: dict[str, str] = field(default_factory=dict)
+    tflite_encoding: Encoding | None = None  # set when a pruned model was quantized
 
     def sparsity(self) -> dict[str, float]:
         if self.prune is None:
@@ -97,6 +99,14 @@ class Report:
                 }
                 for layer in self.prune.layers
             ]
+        quantization: dict[str, Any] = {
+            "mode": self.quantization,
+            "ioType": "float32",
+            "representativeData": self.representative_data,
+        }
+        if self.tflite_encoding is not None:
+            # Both sizes of model.tflite: raw (what the serving pod maps into memory) per encoding.
+            quantization["weights"] = self.tflite_encoding.to_json()
         return {
             "schemaVersion": REPORT_SCHEMA_VERSION,
             "result": "Succeeded",
@@ -116,11 +126,7 @@ class Report:
                 "ratioGzip": _ratio(self.baseline_size.gzip_bytes, self.optimized_size.gzip_bytes),
             },
             "pruning": pruning,
-            "quantization": {
-                "mode": self.quantization,
-                "ioType": "float32",
-                "representativeData": self.representative_data,
-            },
+            "quantization": quantization,
             "conversionCheck": self.fidelity.to_json(),
             "evaluation": evaluation,
             "latency": {

@@ -6,13 +6,14 @@ import argparse
 import itertools
 import re
 
+import numpy as np
 import pytest
 
 from modeldeploy.cli.optimize import add_arguments
 from modeldeploy.contract.formats import PruningSchedule
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.options import options_from_args
-from modeldeploy.optimize.prune import Ramp, polynomial_decay_sparsity
+from modeldeploy.optimize.prune import Ramp, block_mask, polynomial_decay_sparsity
 
 
 def sparsity_at(step: int, begin: int = 0, end: int = 100, initial: float = 0.0, final: float = 0.8) -> float:
@@ -77,6 +78,26 @@ def test_bad_schedules_name_the_flag() -> None:
         options_from_args(parse("--pruning-schedule", "PolynomialDecay"))
 
 
+def test_dense_block_size_accepts_the_sizes_tflite_executes() -> None:
+    assert options_from_args(parse("--dense-block-size", "16")).dense_block_size == 16
+    assert options_from_args(parse()).dense_block_size == 1
+    with pytest.raises(OptimizeError, match=re.escape("--dense-block-size: must be one of 1|4|16, got 8")):
+        options_from_args(parse("--dense-block-size", "8"))
+
+
 def test_keep_classifier_dense_flag() -> None:
     assert options_from_args(parse("--keep-classifier-dense")).keep_classifier_dense
     assert not options_from_args(parse()).keep_classifier_dense
+
+
+def test_block_mask_prunes_whole_blocks_of_consecutive_inputs() -> None:
+    weights = np.random.default_rng(0).normal(size=(64, 8))
+    mask = block_mask(weights, 0.75, 16)
+    blocks = mask.reshape(4, 16, 8)
+    assert np.all(blocks.min(axis=1) == blocks.max(axis=1))  # each block all kept or all pruned
+    assert float(np.mean(mask == 0)) == 0.75
+    scores = np.abs(weights).reshape(4, 16, 8).sum(axis=1)
+    kept = blocks[:, 0, :] == 1
+    assert scores[kept].min() >= scores[~kept].max()  # the blocks with the largest sum |w| stay
+    # not 2-D, or inputs not a multiple of the block: weight by weight
+    assert float(np.mean(block_mask(np.arange(1.0, 31.0).reshape(30, 1), 0.5, 16) == 0)) == 0.5

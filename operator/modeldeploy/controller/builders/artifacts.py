@@ -46,7 +46,7 @@ class Artifact:
 def _pruning_defaults(pruning: Pruning) -> set[str]:
     """Pruning fields added after the first release, when left at their default: a spec that does
     not use them keeps its artifact (and Job) name, so an upgraded operator does not re-optimize."""
-    later = {"schedule": None, "keep_classifier_dense": False}
+    later = {"schedule": None, "keep_classifier_dense": False, "dense_block_size": 1}
     return {name for name, default in later.items() if getattr(pruning, name) == default}
 
 
