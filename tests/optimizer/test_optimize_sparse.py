@@ -25,6 +25,7 @@ def test_block_pruned_int8_model_is_published_sparse(optimize, mlp, tmp_path):
     out = tmp_path / "models"
     # Whole blocks going at once cost more than single weights: fine-tuning (gradual) wins them back.
     report, run = run_pruned_int8(optimize, mlp, out, "--dense-block-size", "16", "--fine-tune-epochs", "3")
+    assert report["pruning"]["denseBlockSize"] == 16
     weights = report["quantization"]["weights"]
     assert weights["encoding"] == "sparse", weights
     assert weights["densifyOps"] == 0 and weights["sparseBytes"] < 0.5 * weights["denseBytes"]

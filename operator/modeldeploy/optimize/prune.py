@@ -25,6 +25,7 @@ kernels of a family, never assumed. Biases, normalisation and embedding weights 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,6 +63,7 @@ class PruneReport:
     fine_tune_loss: float | None
     schedule: PruningSchedule = PruningSchedule.ONE_SHOT
     kept_dense: tuple[str, ...] = ()  # kernels left unpruned on purpose (keep_classifier_dense)
+    dense_block: int = 1
 
     def family_sparsity(self, family: Family) -> float:
         """Measured sparsity over all kernels of a family, weighted by size; 0.0 without any."""
@@ -225,7 +227,7 @@ def _apply(kernels: list[_Kernel]) -> None:
             kernel.variable.assign(np.asarray(kernel.variable.numpy()) * kernel.mask)
 
 
-def _remask(kernels: list[_Kernel], sparsity_at: Any = None) -> None:
+def _remask(kernels: list[_Kernel], sparsity_at: Callable[[float], float] | None = None) -> None:
     """Recompute every pruned kernel's mask at its sparsity now, and apply it.
 
     The masked weights are zeros, the smallest magnitudes, so a growing sparsity keeps them pruned.
@@ -233,7 +235,7 @@ def _remask(kernels: list[_Kernel], sparsity_at: Any = None) -> None:
     for kernel in kernels:
         if kernel.target <= 0:
             continue
-        sparsity = kernel.target if sparsity_at is None else float(sparsity_at(kernel.target))
+        sparsity = kernel.target if sparsity_at is None else sparsity_at(kernel.target)
         kernel.mask = block_mask(np.asarray(kernel.variable.numpy()), sparsity, kernel.block)
     _apply(kernels)
 
@@ -388,4 +390,5 @@ def prune(
         fine_tune_loss=loss_value,
         schedule=PruningSchedule.POLYNOMIAL_DECAY if gradual else PruningSchedule.ONE_SHOT,
         kept_dense=tuple(_weight_name(kernel.variable) for kernel in kept),
+        dense_block=dense_block,
     )

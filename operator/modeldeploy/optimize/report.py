@@ -88,6 +88,7 @@ class Report:
             pruning["fineTuneFinalLoss"] = self.prune.fine_tune_loss
             pruning["schedule"] = self.prune.schedule.value
             pruning["keptDense"] = list(self.prune.kept_dense)
+            pruning["denseBlockSize"] = self.prune.dense_block
             pruning["layers"] = [
                 {
                     "layer": layer.layer,
