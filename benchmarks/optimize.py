@@ -31,6 +31,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from modeldeploy.contract.formats import ModelFormat, PruningSchedule, Quantization
+from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.reference import ReferenceModel, make_reference
@@ -140,7 +141,11 @@ def run_method(model: ReferenceModel, method: Method, epochs: int, work: Path) -
         dense_block_size=method.block,
     )
     log = ProgressLog(stream=io.StringIO())
-    report = pipeline.run(options, log).report
+    try:
+        report = pipeline.run(options, log).report
+    except OptimizeError as failed:  # a refused model is a result too: say why in the table
+        nan = float("nan")
+        return Row(method.name, f"refused: {failed}"[:160], 0, 0, nan, nan, nan, nan, nan, nan, nan, nan, nan)
     data = report.to_json()
     sizes = data["sizes"]
     evaluation = data["evaluation"]
@@ -239,7 +244,7 @@ def goals(name: str, rows: list[Row], context: Row) -> list[str]:
     by = {r.method: r for r in rows}
     checks: list[tuple[str, bool]] = []
     int8 = by["int8"]
-    speedup = context.p50_us / int8.p50_us
+    speedup = context.p50_us / int8.p50_us if int8.p50_us == int8.p50_us else float("nan")
     checks.append(
         (
             f"{name}: int8 p50 {int8.p50_us:.1f} µs vs float32 TFLite {context.p50_us:.1f} µs: "
