@@ -1,50 +1,81 @@
 """Benchmark of `modeldeploy optimize` on the reference models: size, accuracy, latency, wall time.
 
-For each reference model (the digits MLP and CNN, trained here without any download) and each
-method, runs the real optimization pipeline and prints a markdown table:
+For each reference model (the digits MLP and CNN; with --large also a 224x224x3 CNN and a
+MobileNetV2 on the digits resized; all trained here without any download) and each method, runs
+the real optimization pipeline and prints a markdown table:
 raw and gzip size and how many times smaller than the baseline SavedModel, accuracy and its change
 in points, p50 latency per example and the speed-up over the baseline SavedModel (its serving
 signature called on one example; TFLite: interpreter invoke on one example), and the wall time of
-the optimization itself (prune + fine-tune + quantize) and of the whole run. Then it checks the goals.
+the optimization itself (prune + fine-tune + quantize) and of the whole run. Pruning is gradual
+(PolynomialDecay) unless the method says one-shot; "1x16" prunes dense kernels in blocks, which
+int8 TFLite keeps sparse. Then it optimizes a generated 100 MB model (int8) in a child process for
+its wall time and peak memory, and checks the goals.
 
-    python benchmarks/optimize.py [--cache .cache/reference-models] [--fine-tune-epochs 5]
+    python benchmarks/optimize.py [--cache .cache/reference-models] [--fine-tune-epochs 5] [--large]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from modeldeploy.contract.formats import ModelFormat, PruningSchedule, Quantization
+from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import ProgressLog
-from modeldeploy.optimize.options import ModelFormat, Options, Quantization
+from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.reference import ReferenceModel, make_reference
+
+GRADUAL, ONE_SHOT = PruningSchedule.POLYNOMIAL_DECAY, PruningSchedule.ONE_SHOT
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    sparsity: float
+    sparsity: float  # dense; conv too unless conv_sparsity says
     quantization: Quantization
+    schedule: PruningSchedule = GRADUAL
+    fine_tune: bool = True
+    block: int = 1
+    conv_sparsity: float | None = None
 
 
 METHODS = (
     Method("none", 0.0, Quantization.NONE),
     Method("prune 50%", 0.5, Quantization.NONE),
+    Method("prune 80% one-shot", 0.8, Quantization.NONE, ONE_SHOT),
     Method("prune 80%", 0.8, Quantization.NONE),
     Method("dynamic", 0.0, Quantization.DYNAMIC),
     Method("float16", 0.0, Quantization.FLOAT16),
     Method("int8", 0.0, Quantization.INT8),
     Method("prune 80% + int8", 0.8, Quantization.INT8),
+    Method("prune 80% 1x16 + int8", 0.8, Quantization.INT8, block=16),
+)
+# The issue's setting for image models: conv 0.5, dense 0.8.
+LARGE_METHODS = (
+    Method("none", 0.0, Quantization.NONE),
+    Method("c0.5/d0.8 one-shot, no fine-tuning", 0.8, Quantization.NONE, ONE_SHOT, fine_tune=False, conv_sparsity=0.5),
+    Method("c0.5/d0.8 one-shot", 0.8, Quantization.NONE, ONE_SHOT, conv_sparsity=0.5),
+    Method("c0.5/d0.8 gradual", 0.8, Quantization.NONE, conv_sparsity=0.5),
+    Method("int8", 0.0, Quantization.INT8),
+    Method("c0.5/d0.8 gradual + int8", 0.8, Quantization.INT8, conv_sparsity=0.5),
 )
 
-GOALS = "int8 >= 3.5x smaller raw; prune 80% + int8 >= 8x smaller gzip; drop <= 1 point; int8 p50 >= 2x faster"
+GOALS = (
+    "MLP prune 80% + int8 >= 10x smaller gzip and >= 6x smaller raw; <= 1 point drop with gradual pruning at "
+    "conv 0.5 / dense 0.8 on the 224 CNN; int8 p50 >= 2.5x faster than float32 TFLite; "
+    "a 100 MB model optimized (int8) in <= 2 min and <= 2 GB peak memory"
+)
 
 
 @dataclass(frozen=True)
@@ -62,13 +93,13 @@ class Row:
     speedup: float
     optimize_s: float
     total_s: float
+    encoding: str = "dense"
 
 
-def reference_models(cache: Path) -> dict[str, ReferenceModel]:
+def reference_models(cache: Path, *, large: bool) -> dict[str, ReferenceModel]:
     models = {}
-    if all((cache / f"{name}.keras").is_file() for name in ("mlp", "cnn")) and (cache / "reference.json").is_file():
-        import json
-
+    names = ("mlp", "cnn", "cnn224", "mobilenet") if large else ("mlp", "cnn")
+    if all((cache / f"{name}.keras").is_file() for name in names) and (cache / "reference.json").is_file():
         manifest = json.loads((cache / "reference.json").read_text())
         for name, entry in manifest["models"].items():
             models[name] = ReferenceModel(
@@ -82,13 +113,13 @@ def reference_models(cache: Path) -> dict[str, ReferenceModel]:
             )
         return models
     print(f"training the reference models into {cache} ...", file=sys.stderr, flush=True)
-    return make_reference(cache)
+    return make_reference(cache, large=large)
 
 
 def run_method(model: ReferenceModel, method: Method, epochs: int, work: Path) -> Row:
     from modeldeploy.optimize import pipeline
 
-    output = work / model.name / method.name.replace(" ", "").replace("%", "").replace("+", "-")
+    output = work / model.name / "".join(c for c in method.name if c.isalnum())
     options = Options(
         source=str(model.keras_path),
         format=ModelFormat.KERAS,
@@ -96,8 +127,8 @@ def run_method(model: ReferenceModel, method: Method, epochs: int, work: Path) -
         output=output,
         version=1,
         dense_sparsity=method.sparsity,
-        conv_sparsity=method.sparsity,
-        fine_tune_epochs=epochs if method.sparsity > 0 else 0,
+        conv_sparsity=method.sparsity if method.conv_sparsity is None else method.conv_sparsity,
+        fine_tune_epochs=epochs if method.sparsity > 0 and method.fine_tune else 0,
         train_data=str(model.train_path),
         quantization=method.quantization,
         eval_data=str(model.eval_path),
@@ -106,9 +137,15 @@ def run_method(model: ReferenceModel, method: Method, epochs: int, work: Path) -
         pvc_root=work,
         termination_message_path=None,
         log_format="text",
+        pruning_schedule=method.schedule if method.sparsity > 0 and method.fine_tune else ONE_SHOT,
+        dense_block_size=method.block,
     )
     log = ProgressLog(stream=io.StringIO())
-    report = pipeline.run(options, log).report
+    try:
+        report = pipeline.run(options, log).report
+    except OptimizeError as failed:  # a refused model is a result too: say why in the table
+        nan = float("nan")
+        return Row(method.name, f"refused: {failed}"[:160], 0, 0, nan, nan, nan, nan, nan, nan, nan, nan, nan)
     data = report.to_json()
     sizes = data["sizes"]
     evaluation = data["evaluation"]
@@ -128,6 +165,7 @@ def run_method(model: ReferenceModel, method: Method, epochs: int, work: Path) -
         speedup=latency["baseline"]["p50Ms"] / latency["optimized"]["p50Ms"],
         optimize_s=stages.get("prune", 0.0) + stages.get("quantize", 0.0),
         total_s=data["durationSeconds"],
+        encoding=data["quantization"].get("weights", {}).get("encoding", "dense"),
     )
 
 
@@ -181,65 +219,154 @@ def float_tflite_row(model: ReferenceModel, work: Path, baseline: Row) -> Row:
     )
 
 
-def table(model: ReferenceModel, rows: list[Row], context: Row) -> str:
+def table(model: ReferenceModel, rows: list[Row], context: Row, epochs: int) -> str:
     base = rows[0]
     raw, gz, baseline_p50_us = base.raw, base.gzip, base.baseline_p50_us
     lines = [
         f"### {model.name.upper()} ({model.params:,} parameters; baseline SavedModel {raw:,} B raw, "
-        f"{gz:,} B gzip, p50 {baseline_p50_us:.0f} µs)",
+        f"{gz:,} B gzip, accuracy {base.accuracy:.4f}, p50 {baseline_p50_us:.0f} µs; {epochs} fine-tuning epochs)",
         "",
         "| method | artifact | raw bytes | gzip bytes | raw x smaller | gzip x smaller | accuracy | Δ points "
         "| p50 µs/example | speed-up | optimize s | run s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in [*rows, context]:
+        artifact = f"{r.format}, sparse" if r.encoding == "sparse" else r.format
         lines.append(
-            f"| {r.method} | {r.format} | {r.raw:,} | {r.gzip:,} | {r.raw_ratio:.2f} | {r.gzip_ratio:.2f} "
+            f"| {r.method} | {artifact} | {r.raw:,} | {r.gzip:,} | {r.raw_ratio:.2f} | {r.gzip_ratio:.2f} "
             f"| {r.accuracy:.4f} | {r.delta_points:+.2f} | {r.p50_us:.1f} | {r.speedup:.1f}x "
             f"| {r.optimize_s:.2f} | {r.total_s:.1f} |"
         )
     return "\n".join(lines)
 
 
-def goals(name: str, rows: list[Row]) -> list[str]:
+def goals(name: str, rows: list[Row], context: Row) -> list[str]:
     by = {r.method: r for r in rows}
-    checks = [
-        (f"{name}: int8 raw {by['int8'].raw_ratio:.2f}x smaller (goal >= 3.5x)", by["int8"].raw_ratio >= 3.5),
-        (
-            f"{name}: prune 80% + int8 gzip {by['prune 80% + int8'].gzip_ratio:.2f}x smaller (goal >= 8x)",
-            by["prune 80% + int8"].gzip_ratio >= 8,
-        ),
-        (f"{name}: int8 p50 {by['int8'].speedup:.1f}x faster (goal >= 2x)", by["int8"].speedup >= 2),
-    ]
-    worst = min(rows, key=lambda r: r.delta_points)
+    checks: list[tuple[str, bool]] = []
+    int8 = by["int8"]
+    speedup = context.p50_us / int8.p50_us if int8.p50_us == int8.p50_us else float("nan")
     checks.append(
         (
-            f"{name}: largest accuracy drop {-worst.delta_points:.2f} points ({worst.method}; goal <= 1)",
-            worst.delta_points >= -1.0,
+            f"{name}: int8 p50 {int8.p50_us:.1f} µs vs float32 TFLite {context.p50_us:.1f} µs: "
+            f"{speedup:.2f}x (goal >= 2.5x)",
+            speedup >= 2.5,
         )
     )
+    if name == "MLP":
+        for method in ("prune 80% + int8", "prune 80% 1x16 + int8"):
+            row = by[method]
+            checks.append(
+                (
+                    f"MLP {method}: {row.gzip_ratio:.2f}x smaller gzip (goal >= 10x), {row.raw_ratio:.2f}x smaller "
+                    f"raw (goal >= 6x; {row.encoding} encoding), Δ {row.delta_points:+.2f} points",
+                    row.gzip_ratio >= 10 and row.raw_ratio >= 6,
+                )
+            )
+    if "c0.5/d0.8 gradual" in by:
+        gradual, one_shot = by["c0.5/d0.8 gradual"], by["c0.5/d0.8 one-shot"]
+        checks.append(
+            (
+                f"{name}: gradual pruning conv 0.5 / dense 0.8 Δ {gradual.delta_points:+.2f} points "
+                f"(one-shot + same fine-tuning {one_shot.delta_points:+.2f}; goal >= -1)",
+                gradual.delta_points >= -1.0,
+            )
+        )
     return [f"- {'met' if ok else 'MISSED'}: {text}" for text, ok in checks]
+
+
+BIG_MODEL_UNITS = (1024, 4096, 4096, 1024, 10)  # 25.2 M float32 parameters: 100.7 MB of weights
+BIG_EXAMPLES = 256
+
+
+def big_model_run(work: Path) -> tuple[float, float, int, dict[str, object]]:
+    """A generated ~100 MB Dense model optimized to int8 by the real CLI in a child process.
+
+    Returns the child's wall seconds and peak resident memory (MB, ru_maxrss of the child), the
+    .keras file size and the report.
+    """
+    import keras
+    import numpy as np
+
+    units = BIG_MODEL_UNITS
+    model = keras.Sequential(
+        [keras.Input((units[0],))]
+        + [keras.layers.Dense(n, activation="relu") for n in units[1:-1]]
+        + [keras.layers.Dense(units[-1], activation="softmax")]
+    )
+    source = work / "big.keras"
+    model.save(source)
+    del model
+    rng = np.random.default_rng(0)
+    for name in ("train", "eval"):
+        np.savez(
+            work / f"big-{name}.npz",
+            x=rng.random((BIG_EXAMPLES, units[0]), dtype=np.float32),
+            y=rng.integers(0, units[-1], BIG_EXAMPLES),
+        )
+    out = work / "big-out"
+    command = [
+        sys.executable, "-c", "import sys; from modeldeploy.cli import main; sys.exit(main())",
+        "optimize", "--source", str(source), "--output", str(out), "--version", "1",
+        "--quantization", "int8", "--train-data", str(work / "big-train.npz"),
+        "--eval-data", str(work / "big-eval.npz"), "--max-accuracy-drop", "1", "--termination-message-path", "",
+    ]  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"the 100 MB run failed: {done.stderr.strip()[-500:]}")
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
+    report = json.loads((out / "1" / "report.json").read_text())
+    return wall, peak_mb, source.stat().st_size, report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path(".cache/reference-models"), help="reference models")
     parser.add_argument("--fine-tune-epochs", type=int, default=5, help="fine-tuning epochs after pruning (5)")
+    parser.add_argument("--large", action="store_true", help="also the 224x224x3 CNN and the MobileNetV2")
+    parser.add_argument(
+        "--large-fine-tune-epochs", type=int, default=3, help="fine-tuning epochs of the large models (3)"
+    )
+    parser.add_argument("--models", default="", help="comma-separated subset of mlp,cnn,cnn224,mobilenet")
+    parser.add_argument("--skip-big", action="store_true", help="skip the 100 MB model")
     args = parser.parse_args(argv)
 
-    models = reference_models(args.cache)
+    models = reference_models(args.cache, large=args.large)
+    names = [n for n in ("mlp", "cnn", "cnn224", "mobilenet") if n in models]
+    if args.models:
+        names = [n for n in names if n in args.models.split(",")]
     report_lines = [f"Goals: {GOALS}.", ""]
     verdicts: list[str] = []
     with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as tmp:
-        for name in ("mlp", "cnn"):
+        for name in names:
             model = models[name]
+            large = name in ("cnn224", "mobilenet")
+            epochs = args.large_fine_tune_epochs if large else args.fine_tune_epochs
             rows = []
-            for method in METHODS:
+            for method in LARGE_METHODS if large else METHODS:
                 print(f"{name}: {method.name} ...", file=sys.stderr, flush=True)
-                rows.append(run_method(model, method, args.fine_tune_epochs, Path(tmp)))
+                rows.append(run_method(model, method, epochs, Path(tmp)))
             context = float_tflite_row(model, Path(tmp), rows[0])
-            report_lines += [table(model, rows, context), ""]
-            verdicts += goals(name.upper(), rows)
+            report_lines += [table(model, rows, context, epochs), ""]
+            verdicts += goals(name.upper(), rows, context)
+            print("\n".join(report_lines[-2:] + verdicts[-4:]), file=sys.stderr, flush=True)
+        if not args.skip_big:
+            print("100 MB model: int8 ...", file=sys.stderr, flush=True)
+            wall, peak_mb, source_bytes, big = big_model_run(Path(tmp))
+            sizes = big["sizes"]
+            assert isinstance(sizes, dict)
+            report_lines += [
+                f"100 MB model (Dense {'-'.join(map(str, BIG_MODEL_UNITS))}, .keras {source_bytes / 1e6:.1f} MB) "
+                f"to int8: {wall:.1f} s wall, peak memory {peak_mb:.0f} MB, model.tflite "
+                f"{sizes['optimized']['bytes'] / 1e6:.1f} MB; stages (s): {big['stages']}",
+                "",
+            ]
+            verdicts += [
+                f"- {'met' if wall <= 120 else 'MISSED'}: 100 MB model int8 in {wall:.1f} s (goal <= 120 s)",
+                f"- {'met' if peak_mb <= 2048 else 'MISSED'}: 100 MB model peak memory {peak_mb:.0f} MB "
+                "(goal <= 2048 MB)",
+            ]
     print("\n".join(report_lines + verdicts))
     return 0
 

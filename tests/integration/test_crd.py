@@ -130,6 +130,16 @@ def test_get_modeldeployments_shows_the_printer_columns(control_plane: ControlPl
             "is not a valid image reference",
             id="image-reference-trailing-space",
         ),
+        pytest.param(
+            {"optimization": {"pruning": {"schedule": "PolynomialDecay"}}},
+            "pruning.schedule PolynomialDecay ramps the sparsity during fine-tuning",
+            id="gradual-pruning-without-fine-tuning",
+        ),
+        pytest.param(
+            {"optimization": {"pruning": {"denseBlockSize": 8}}},
+            "pruning.denseBlockSize must be 1, 4 or 16",
+            id="dense-block-size",
+        ),
     ],
 )
 def test_invalid_modeldeployment_is_rejected_with_the_cel_message(

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from modeldeploy.api.base import ApiModel, Rule
 from modeldeploy.api.quantity import Quantity, parse_quantity
-from modeldeploy.contract.formats import ModelFormat, Quantization
+from modeldeploy.contract.formats import ModelFormat, PruningSchedule, Quantization
 
 DEFAULT_TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
 DEFAULT_OPTIMIZER_IMAGE = "ghcr.io/modeldeploy/optimizer:0.1.0"
@@ -280,6 +280,19 @@ class ModelSource(ApiModel):
 class Pruning(ApiModel):
     """Magnitude pruning, set separately for dense and convolutional layers (the seed's alpha and beta)."""
 
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "!has(self.schedule) || self.schedule != 'PolynomialDecay' || self.fineTuneEpochs > 0",
+            "pruning.schedule PolynomialDecay ramps the sparsity during fine-tuning: it needs fineTuneEpochs > 0",
+            ".schedule",
+        ),
+        Rule(
+            "self.denseBlockSize in [1, 4, 16]",
+            "pruning.denseBlockSize must be 1, 4 or 16",
+            ".denseBlockSize",
+        ),
+    )
+
     dense_sparsity: float = Field(
         default=0.0,
         ge=0.0,
@@ -302,6 +315,42 @@ class Pruning(ApiModel):
         default=None,
         description="Training data (.npz with arrays x and y) for fine-tuning and int8 calibration.",
     )
+    schedule: PruningSchedule | None = Field(
+        default=None,
+        description=(
+            "How the sparsity reaches its target: PolynomialDecay ramps it from 0 along a cubic curve "
+            "over the first two thirds of the fine-tuning steps (the network adapts as weights go), "
+            "OneShot prunes to the target at once before fine-tuning. Unset: PolynomialDecay when "
+            "fineTuneEpochs > 0, else OneShot."
+        ),
+    )
+    keep_classifier_dense: bool = Field(
+        default=False,
+        description=(
+            "Leave the kernel of the model's output layer (the final classifier) unpruned: its few "
+            "weights decide between classes, so pruning them costs much accuracy for little size."
+        ),
+    )
+
+    dense_block_size: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description=(
+            "Prune dense kernels in blocks of this many consecutive inputs of one unit: 1 (weight by "
+            "weight), 4 or 16. TFLite executes 1x16 blocks sparse in int8 and 1x4 blocks in float, "
+            "so the published model.tflite keeps the sparse weights in memory; unstructured "
+            "sparsity only shrinks the compressed size."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> Pruning:
+        if self.schedule == PruningSchedule.POLYNOMIAL_DECAY and self.fine_tune_epochs == 0:
+            raise ValueError(self.cel_rules[0].message)
+        if self.dense_block_size not in (1, 4, 16):
+            raise ValueError(self.cel_rules[1].message)
+        return self
 
 
 class Evaluation(ApiModel):

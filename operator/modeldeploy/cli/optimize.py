@@ -38,6 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--dense-sparsity", metavar="F", help=f"fraction of Dense weights to prune, 0..{MAX_SPARSITY} (0)")
     add("--conv-sparsity", metavar="F", help=f"fraction of convolution weights to prune, 0..{MAX_SPARSITY} (0)")
     add("--fine-tune-epochs", metavar="N", help="epochs of fine-tuning after pruning, masks kept (0)")
+    add(
+        "--pruning-schedule",
+        metavar="{PolynomialDecay,OneShot}",
+        help="how sparsity reaches its target: ramped during fine-tuning, or at once "
+        "(PolynomialDecay with --fine-tune-epochs, else OneShot)",
+    )
+    add(
+        "--keep-classifier-dense",
+        action="store_true",
+        help="leave the output layer's kernel unpruned (its few weights decide between classes)",
+    )
+    add(
+        "--dense-block-size",
+        metavar="{1,4,16}",
+        help="prune dense kernels in 1xN blocks that TFLite executes sparse (16: int8, 4: float) (1)",
+    )
     add("--train-data", metavar="URI", help=".npz with x, y: fine-tuning and int8 calibration")
     add("--quantization", metavar=_choices(Quantization), help="post-training quantization (none)")
     add("--eval-data", metavar="URI", help=".npz with x, y: quality before/after and the gate")

@@ -25,3 +25,14 @@ class Quantization(StrEnum):
     DYNAMIC = "dynamic"
     FLOAT16 = "float16"
     INT8 = "int8"
+
+
+class PruningSchedule(StrEnum):
+    """How pruning reaches its target sparsity.
+
+    PolynomialDecay ramps the sparsity up during fine-tuning (TF-MOT's schedule); OneShot prunes to
+    the target at once, before any fine-tuning.
+    """
+
+    POLYNOMIAL_DECAY = "PolynomialDecay"
+    ONE_SHOT = "OneShot"

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from modeldeploy.contract.failures import Failure
-from modeldeploy.contract.formats import ModelFormat, Quantization
+from modeldeploy.contract.formats import ModelFormat, PruningSchedule, Quantization
 from modeldeploy.contract.layout import PVC_ROOT, SIGNATURE_SUFFIX, TERMINATION_MESSAGE_PATH
 from modeldeploy.contract.owner import ArtifactOwner, parse_owner_flag
 from modeldeploy.optimize.accuracy import DEFAULT_TOP_K, METRICS
@@ -26,6 +26,9 @@ from modeldeploy.optimize.logs import LOG_FORMATS, LogFormat
 from modeldeploy.optimize.signing import Trust
 
 MAX_SPARSITY = 0.95
+# 1: weight by weight; 4 and 16: the 1x4 and 1x16 blocks TFLite's sparse fully-connected kernels
+# execute (float and int8), so the sparse encoding is what the pod holds in memory.
+DENSE_BLOCK_SIZES = (1, 4, 16)
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 # Smaller classes and slices are reported but not gated: one changed prediction moves a slice of
 # n examples by 1/n, 3.3 points at 30 (see optimize/slices.py).
@@ -64,6 +67,10 @@ class Options:
     max_slice_accuracy_drop: float | None = None  # None: slices are measured and reported, not gated
     min_slice_examples: int = DEFAULT_MIN_SLICE_EXAMPLES
     owner: ArtifactOwner | None = None  # written to <output>/owner.json for the artifact cleanup
+    # Gradual (PolynomialDecay) when fine-tuning, one shot otherwise, unless --pruning-schedule says.
+    pruning_schedule: PruningSchedule = PruningSchedule.ONE_SHOT
+    keep_classifier_dense: bool = False
+    dense_block_size: int = 1
 
     @property
     def prunes(self) -> bool:
@@ -112,6 +119,20 @@ def _integer(value: str | None, flag: str, default: int | None, low: int) -> int
     if number < low:
         raise _bad(flag, f"must be at least {low}, got {number}")
     return number
+
+
+def pruning_schedule(value: str | None, fine_tune_epochs: int) -> PruningSchedule:
+    """--pruning-schedule, case-insensitive; unset: PolynomialDecay when fine-tuning, else OneShot."""
+    if value is None or not value.strip():
+        return PruningSchedule.POLYNOMIAL_DECAY if fine_tune_epochs > 0 else PruningSchedule.ONE_SHOT
+    by_name = {member.value.lower(): member for member in PruningSchedule}
+    schedule = by_name.get(value.strip().lower())
+    if schedule is None:
+        allowed = "|".join(member.value for member in PruningSchedule)
+        raise _bad("--pruning-schedule", f"must be one of {allowed}, got {value!r}")
+    if schedule is PruningSchedule.POLYNOMIAL_DECAY and fine_tune_epochs == 0:
+        raise _bad("--pruning-schedule", "PolynomialDecay ramps the sparsity over fine-tuning: give --fine-tune-epochs")
+    return schedule
 
 
 def infer_format(source: str) -> ModelFormat:
@@ -206,6 +227,10 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         owner = parse_owner_flag(ns.owner.strip())
         if owner is None:
             raise _bad("--owner", f"must be NAMESPACE/NAME[/UID], got {ns.owner!r}")
+    schedule = pruning_schedule(ns.pruning_schedule, epochs)
+    block = _integer(ns.dense_block_size, "--dense-block-size", 1, 1)
+    if block not in DENSE_BLOCK_SIZES:
+        raise _bad("--dense-block-size", f"must be one of {'|'.join(map(str, DENSE_BLOCK_SIZES))}, got {block}")
     return Options(
         source=source,
         format=fmt,
@@ -230,6 +255,9 @@ def options_from_args(ns: argparse.Namespace) -> Options:
         max_slice_accuracy_drop=max_slice_drop,
         min_slice_examples=min_slice,
         owner=owner,
+        pruning_schedule=schedule,
+        keep_classifier_dense=bool(ns.keep_classifier_dense),
+        dense_block_size=block,
     )
 
 

@@ -60,7 +60,7 @@ from modeldeploy.optimize.fidelity import CHECK_EXAMPLES, FidelityCheck, compare
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.options import Options
 from modeldeploy.optimize.prune import PruneReport, prune
-from modeldeploy.optimize.quantize import artifact_format, quantize, representative_sample
+from modeldeploy.optimize.quantize import Encoding, artifact_format, choose_encoding, quantize, representative_sample
 from modeldeploy.optimize.report import Evaluation, Report
 from modeldeploy.optimize.reuse import recorded_options
 from modeldeploy.optimize.signing import SignatureProblem, key_fingerprint, sign_folder, verify
@@ -174,11 +174,19 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                 optimized_dir, prune_report = _prune(opts, loaded, train, work, log)
         elif opts.fine_tune_epochs > 0:
             log.info("fine-tuning skipped: nothing is pruned", stage="prune")
-        tflite, representative_from = None, None
+        tflite, representative_from, encoding = None, None, None
         if opts.quantization is not Quantization.NONE:
             with log.stage("quantize", mode=opts.quantization.value):
                 tflite, representative_from = _quantize(opts, optimized_dir, train, evaluation_data)
                 log.info("model.tflite built", stage="quantize", bytes=len(tflite))
+                if prune_report is not None:
+                    tflite, encoding = _sparse_encoding(opts, optimized_dir, tflite, signature, train, evaluation_data)
+                    log.info(
+                        f"{'sparse' if encoding.sparse else 'dense'} encoding kept: {encoding.reason}",
+                        stage="quantize",
+                        dense_bytes=encoding.dense_bytes,
+                        sparse_bytes=encoding.sparse_bytes,
+                    )
         with log.stage("check", artifact="model.tflite" if tflite is not None else "SavedModel"):
             fidelity = _check_conversion(opts, loaded, optimized_dir, tflite, train, evaluation_data)
             log.info(fidelity.message(), stage="check", passed=fidelity.passed)
@@ -210,6 +218,7 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                     "train": train_file.sha256 if train_file is not None else None,
                     "eval": eval_file.sha256 if eval_file is not None else None,
                 },
+                encoding=encoding,
                 log=log,
                 started=started,
                 signer=signer,
@@ -278,6 +287,9 @@ def _prune(
         fine_tune_epochs=opts.fine_tune_epochs,
         train=train,
         log=log,
+        schedule=opts.pruning_schedule,
+        keep_classifier_dense=opts.keep_classifier_dense,
+        dense_block=opts.dense_block_size,
     )
     for layer in report.layers:
         log.info(
@@ -296,6 +308,28 @@ def _quantize(
     if calibration is None:  # options_from_args refuses int8 without data; keep the message anyway
         raise OptimizeError(Failure.INVALID_ARGUMENTS, "int8 needs representative data: give --train-data")
     return quantize(saved_model_dir, opts.quantization, representative_sample(calibration.x)), source
+
+
+def _sparse_encoding(
+    opts: Options,
+    saved_model_dir: Path,
+    dense: bytes,
+    signature: ModelSignature,
+    train: Dataset | None,
+    evaluation_data: Dataset | None,
+) -> tuple[bytes, Encoding]:
+    """The pruned model converted again with sparse encoding; `choose_encoding` keeps the better one."""
+    calibration = train if train is not None else evaluation_data
+    representative = (
+        representative_sample(calibration.x)
+        if opts.quantization is Quantization.INT8 and calibration is not None
+        else None
+    )
+    try:
+        sparse: bytes | None = quantize(saved_model_dir, opts.quantization, representative, sparse=True)
+    except OptimizeError:
+        sparse = None
+    return choose_encoding(dense, sparse, opts.quantization, _inputs(signature, train, evaluation_data)[0])
 
 
 def _candidate(loaded: _Loaded, optimized_dir: Path, tflite: bytes | None) -> Predictor:
@@ -460,6 +494,7 @@ def _report(
     started: float,
     signer: str | None = None,
     source_signer: str | None = None,
+    encoding: Encoding | None = None,
 ) -> Report:
     import keras
     import tensorflow as tf
@@ -493,4 +528,5 @@ def _report(
         input_dtype=signature.input_dtype,
         signer=signer,
         source_signer=source_signer,
+        tflite_encoding=encoding,
     )

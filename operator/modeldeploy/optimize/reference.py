@@ -8,7 +8,14 @@ to 0..1. Writes to --out:
   cnn.keras, cnn.h5   Conv 32, 64, pool, conv 128, pool, Dense 64 -> 10, input (8, 8, 1)
   mlp-train.npz, mlp-eval.npz, cnn-train.npz, cnn-eval.npz   arrays x and y for each input shape
   reference.json      accuracies and sha256 of every file
-Run: `python -m modeldeploy.optimize.reference --out DIR`.
+With --large (for `benchmarks/optimize.py`; minutes, not seconds), also the models users bring:
+  cnn224.keras, cnn224.h5       Conv 16/2, 32, 64, 64 with pooling, Dense 128 -> 10, input (224, 224, 3)
+  mobilenet.keras, mobilenet.h5 keras.applications.MobileNetV2 (weights=None, alpha 0.35), input
+                                (MOBILENET_SIZE, MOBILENET_SIZE, 3)
+  cnn224-*.npz, mobilenet-*.npz the digits resized (bilinear) and repeated over 3 channels: the
+                                first LARGE_TRAIN training images (memory: 0.6 MB each at 224) and
+                                the whole eval split
+Run: `python -m modeldeploy.optimize.reference --out DIR [--large]`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ from modeldeploy.contract.sums import sha256_file
 
 DEFAULT_EPOCHS = 30
 SEED = 0
+LARGE_SIZE = 224
+MOBILENET_SIZE = 96  # a quarter of 224's pixels (depthwise convolutions train slowly on CPU)
+LARGE_TRAIN = 720
+LARGE_EPOCHS = {"cnn224": 8, "mobilenet": 12}
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,55 @@ def build_cnn() -> Any:
     )
 
 
+def build_cnn224() -> Any:
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input((LARGE_SIZE, LARGE_SIZE, 3), name="image"),
+            keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv_1"),
+            keras.layers.MaxPooling2D(2, name="pool_1"),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_2"),
+            keras.layers.MaxPooling2D(2, name="pool_2"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv_3"),
+            keras.layers.MaxPooling2D(2, name="pool_3"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv_4"),
+            keras.layers.MaxPooling2D(2, name="pool_4"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(128, activation="relu", name="dense_1"),
+            keras.layers.Dense(10, activation="softmax", name="classes"),
+        ],
+        name="digits_cnn224",
+    )
+
+
+def build_mobilenet() -> Any:
+    import keras
+
+    model = keras.applications.MobileNetV2(
+        input_shape=(MOBILENET_SIZE, MOBILENET_SIZE, 3), alpha=0.35, weights=None, classes=10
+    )
+    # Keras' MobileNetV2 keeps 0.999 of its BatchNormalization statistics per step: after a few
+    # hundred steps of brief training they are still the initial ones, and the model in inference
+    # mode is at chance (0.10 measured). 0.9 follows the batches.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    return model
+
+
+def resized(x: npt.NDArray[np.float32], size: int) -> npt.NDArray[np.float32]:
+    """8x8 digits as size x size x 3 images (bilinear), in chunks to bound the peak memory."""
+    import tensorflow as tf
+
+    images = x.reshape(-1, 8, 8, 1)
+    out = np.empty((len(images), size, size, 3), dtype=np.float32)
+    for start in range(0, len(images), 128):
+        chunk = tf.image.resize(images[start : start + 128], (size, size), method="bilinear").numpy()
+        out[start : start + 128] = np.repeat(np.clip(chunk, 0.0, 1.0), 3, axis=-1)
+    return out
+
+
 def _train(build: Callable[[], Any], x: npt.NDArray[Any], y: npt.NDArray[Any], epochs: int, seed: int) -> Any:
     import keras
 
@@ -113,37 +173,34 @@ def _accuracy(model: Any, x: npt.NDArray[Any], y: npt.NDArray[Any]) -> float:
     return float(np.mean(np.argmax(scores, axis=-1) == y))
 
 
-def make_reference(out: Path, epochs: int = DEFAULT_EPOCHS, seed: int = SEED) -> dict[str, ReferenceModel]:
-    """Train both models and write them with their datasets to `out`; returns what was written."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    out.mkdir(parents=True, exist_ok=True)
-    split = digits_split(seed)
-    models: dict[str, ReferenceModel] = {}
-    for name, build, shape in (("mlp", build_mlp, (64,)), ("cnn", build_cnn, (8, 8, 1))):
-        x_train = split.x_train.reshape(-1, *shape)
-        x_eval = split.x_eval.reshape(-1, *shape)
-        train_path, eval_path = out / f"{name}-train.npz", out / f"{name}-eval.npz"
-        np.savez_compressed(train_path, x=x_train, y=split.y_train)
-        np.savez_compressed(eval_path, x=x_eval, y=split.y_eval)
-        model = _train(build, x_train, split.y_train, epochs, seed)
-        keras_path, h5_path = out / f"{name}.keras", out / f"{name}.h5"
-        model.save(keras_path)
-        absl_logger = logging.getLogger("absl")
-        level = absl_logger.level
-        absl_logger.setLevel(logging.ERROR)  # "HDF5 is legacy": we write it on purpose, for the tests
-        try:
-            model.save(h5_path)
-        finally:
-            absl_logger.setLevel(level)
-        models[name] = ReferenceModel(
-            name=name,
-            keras_path=keras_path,
-            h5_path=h5_path,
-            train_path=train_path,
-            eval_path=eval_path,
-            eval_accuracy=_accuracy(model, x_eval, split.y_eval),
-            params=int(model.count_params()),
-        )
+def _write_model(
+    out: Path, name: str, build: Callable[[], Any], split: Split, epochs: int, seed: int
+) -> ReferenceModel:
+    train_path, eval_path = out / f"{name}-train.npz", out / f"{name}-eval.npz"
+    np.savez_compressed(train_path, x=split.x_train, y=split.y_train)
+    np.savez_compressed(eval_path, x=split.x_eval, y=split.y_eval)
+    model = _train(build, split.x_train, split.y_train, epochs, seed)
+    keras_path, h5_path = out / f"{name}.keras", out / f"{name}.h5"
+    model.save(keras_path)
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # "HDF5 is legacy": we write it on purpose, for the tests
+    try:
+        model.save(h5_path)
+    finally:
+        absl_logger.setLevel(level)
+    return ReferenceModel(
+        name=name,
+        keras_path=keras_path,
+        h5_path=h5_path,
+        train_path=train_path,
+        eval_path=eval_path,
+        eval_accuracy=_accuracy(model, split.x_eval, split.y_eval),
+        params=int(model.count_params()),
+    )
+
+
+def _write_manifest(out: Path, models: dict[str, ReferenceModel], seed: int, epochs: dict[str, int]) -> None:
     manifest = {
         "dataset": "sklearn.datasets.load_digits, stratified 80/20 split",
         "seed": seed,
@@ -161,6 +218,36 @@ def make_reference(out: Path, epochs: int = DEFAULT_EPOCHS, seed: int = SEED) ->
         },
     }
     (out / "reference.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def make_reference(
+    out: Path, epochs: int = DEFAULT_EPOCHS, seed: int = SEED, *, large: bool = False
+) -> dict[str, ReferenceModel]:
+    """Train the models and write them with their datasets to `out`; returns what was written.
+
+    `large` adds the 224x224x3 CNN and the MobileNetV2 (see the module docstring).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out.mkdir(parents=True, exist_ok=True)
+    split = digits_split(seed)
+    models: dict[str, ReferenceModel] = {}
+    trained: dict[str, int] = {}
+    for name, build, shape in (("mlp", build_mlp, (64,)), ("cnn", build_cnn, (8, 8, 1))):
+        shaped = Split(split.x_train.reshape(-1, *shape), split.y_train, split.x_eval.reshape(-1, *shape), split.y_eval)
+        models[name] = _write_model(out, name, build, shaped, epochs, seed)
+        trained[name] = epochs
+    if large:
+        for name, build, size in (("cnn224", build_cnn224, LARGE_SIZE), ("mobilenet", build_mobilenet, MOBILENET_SIZE)):
+            images = Split(
+                resized(split.x_train[:LARGE_TRAIN], size),
+                split.y_train[:LARGE_TRAIN],
+                resized(split.x_eval, size),
+                split.y_eval,
+            )
+            models[name] = _write_model(out, name, build, images, LARGE_EPOCHS[name], seed)
+            trained[name] = LARGE_EPOCHS[name]
+            del images
+    _write_manifest(out, models, seed, trained)
     return models
 
 
@@ -171,8 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="folder to write the models and datasets to")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs ({DEFAULT_EPOCHS})")
     parser.add_argument("--seed", type=int, default=SEED, help=f"random seed ({SEED})")
+    parser.add_argument("--large", action="store_true", help="also the 224x224x3 CNN and the MobileNetV2 (minutes)")
     args = parser.parse_args(argv)
-    for ref in make_reference(args.out, epochs=args.epochs, seed=args.seed).values():
+    for ref in make_reference(args.out, epochs=args.epochs, seed=args.seed, large=args.large).values():
         print(f"{ref.name}: {ref.keras_path} (eval accuracy {ref.eval_accuracy:.4f})")
     return 0
 

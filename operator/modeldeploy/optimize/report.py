@@ -19,6 +19,7 @@ from modeldeploy.optimize.accuracy import Scoring, Task
 from modeldeploy.optimize.evaluate import GateResult, Latency, Size, SliceGate, gate_failure
 from modeldeploy.optimize.fidelity import FidelityCheck
 from modeldeploy.optimize.prune import PruneReport
+from modeldeploy.optimize.quantize import Encoding
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -108,6 +109,7 @@ class Report:
     options: dict[str, Any] = field(default_factory=dict)
     data_sha256: dict[str, str | None] = field(default_factory=dict)
     input_dtype: str = "float32"
+    tflite_encoding: Encoding | None = None  # set when a pruned model was quantized
 
     def sparsity(self) -> dict[str, float]:
         if self.prune is None:
@@ -140,6 +142,9 @@ class Report:
         if self.prune is not None:
             pruning["fineTuneEpochs"] = self.prune.fine_tune_epochs
             pruning["fineTuneFinalLoss"] = self.prune.fine_tune_loss
+            pruning["schedule"] = self.prune.schedule.value
+            pruning["keptDense"] = list(self.prune.kept_dense)
+            pruning["denseBlockSize"] = self.prune.dense_block
             pruning["layers"] = [
                 {
                     "layer": layer.layer,
@@ -151,6 +156,14 @@ class Report:
                 }
                 for layer in self.prune.layers
             ]
+        quantization: dict[str, Any] = {
+            "mode": self.quantization,
+            "ioType": self.input_dtype,  # the request format: the model's input dtype (int8 keeps float32)
+            "representativeData": self.representative_data,
+        }
+        if self.tflite_encoding is not None:
+            # Both sizes of model.tflite: raw (what the serving pod maps into memory) per encoding.
+            quantization["weights"] = self.tflite_encoding.to_json()
         return {
             "schemaVersion": REPORT_SCHEMA_VERSION,
             "result": "Succeeded",
@@ -170,11 +183,7 @@ class Report:
                 "ratioGzip": _ratio(self.baseline_size.gzip_bytes, self.optimized_size.gzip_bytes),
             },
             "pruning": pruning,
-            "quantization": {
-                "mode": self.quantization,
-                "ioType": self.input_dtype,  # the request format: the model's input dtype (int8 keeps float32)
-                "representativeData": self.representative_data,
-            },
+            "quantization": quantization,
             "conversionCheck": self.fidelity.to_json(),
             "evaluation": evaluation,
             "latency": {

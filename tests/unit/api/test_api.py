@@ -75,6 +75,14 @@ def test_round_trip_uses_camel_case(minimal: dict[str, Any]) -> None:
             "spec.optimization: quantization int8 needs representative data",
         ),
         (
+            {"spec": {"optimization": {"pruning": {"schedule": "PolynomialDecay"}}}},
+            "spec.optimization.pruning: pruning.schedule PolynomialDecay ramps the sparsity during fine-tuning",
+        ),
+        (
+            {"spec": {"optimization": {"pruning": {"schedule": "Linear"}}}},
+            "spec.optimization.pruning.schedule: Input should be 'PolynomialDecay' or 'OneShot'",
+        ),
+        (
             {"spec": {"optimization": {"pruning": {"denseSparsity": 0.99}}}},
             "spec.optimization.pruning.denseSparsity: Input should be less than or equal to 0.95",
         ),

@@ -312,3 +312,24 @@ def test_the_cleanup_after_a_delete_outlives_its_model_deployment(make_md: Calla
     ]
     assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": False}
     assert pod["automountServiceAccountToken"] is False
+
+
+def _optimizer_args(md: ModelDeployment) -> list[str]:
+    args: list[str] = by_kind(render_all(md))["Job"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def test_pruning_schedule_and_classifier_flags_reach_the_job(make_md: Callable[..., ModelDeployment]) -> None:
+    pruning = {"denseSparsity": 0.8, "fineTuneEpochs": 2, "trainDataUri": "pvc://models/train.npz"}
+    plain = make_md(spec={"optimization": {"pruning": pruning}})
+    assert not any(a.startswith(("--pruning-schedule", "--keep-classifier-dense")) for a in _optimizer_args(plain))
+    chosen = make_md(
+        spec={"optimization": {"pruning": {**pruning, "schedule": "OneShot", "keepClassifierDense": True}}}
+    )
+    args = _optimizer_args(chosen)
+    assert "--pruning-schedule=OneShot" in args and "--keep-classifier-dense" in args
+    # Each setting is part of what the Job realises: another value is another artifact.
+    assert artifact_hash(chosen.spec) != artifact_hash(plain.spec)
+    gradual = make_md(spec={"optimization": {"pruning": {**pruning, "schedule": "PolynomialDecay"}}})
+    assert "--pruning-schedule=PolynomialDecay" in _optimizer_args(gradual)
+    assert artifact_hash(gradual.spec) != artifact_hash(plain.spec)

@@ -25,6 +25,7 @@ from modeldeploy.api.spec import (
     Artifacts,
     Evaluation,
     ModelDeploymentSpec,
+    Pruning,
     pvc_parts,
     uri_scheme,
 )
@@ -59,6 +60,13 @@ class Artifact:
         return f"{MODELS_ROOT}/{self.model_name}"
 
 
+def _pruning_defaults(pruning: Pruning) -> set[str]:
+    """Pruning fields added after the first release, when left at their default: a spec that does
+    not use them keeps its artifact (and Job) name, so an upgraded operator does not re-optimize."""
+    later = {"schedule": None, "keep_classifier_dense": False, "dense_block_size": 1}
+    return {name for name, default in later.items() if getattr(pruning, name) == default}
+
+
 # Evaluation fields added after the first release count only when set away from their default,
 # so upgrading the operator does not re-optimize every model whose spec did not change.
 _ADDED_EVALUATION_DEFAULTS: dict[str, Any] = {
@@ -91,7 +99,7 @@ def artifact_hash(spec: ModelDeploymentSpec, name: str = "", namespace: str | No
         },
         "optimization": {
             "enabled": opt.enabled,
-            "pruning": opt.pruning.model_dump(mode="json"),
+            "pruning": opt.pruning.model_dump(mode="json", exclude=_pruning_defaults(opt.pruning)),
             "quantization": opt.quantization.value,
             "evaluation": _evaluation_key(opt.evaluation),
         }

@@ -93,6 +93,13 @@ def optimizer_args(md: ModelDeployment) -> list[str]:
             f"--fine-tune-epochs={opt.pruning.fine_tune_epochs}",
             f"--quantization={opt.quantization.value}",
         ]
+        # Only when set: the command line of a spec that does not use them stays what it was.
+        if opt.pruning.schedule is not None:
+            args.append(f"--pruning-schedule={opt.pruning.schedule.value}")
+        if opt.pruning.keep_classifier_dense:
+            args.append("--keep-classifier-dense")
+        if opt.pruning.dense_block_size != 1:
+            args.append(f"--dense-block-size={opt.pruning.dense_block_size}")
         if opt.pruning.train_data_uri:
             args.append(f"--train-data={pod_uri(opt.pruning.train_data_uri)}")
         if opt.evaluation.dataset_uri:
