@@ -1,8 +1,9 @@
 """Invalid ModelDeployments by the hundred against the real API server and a running operator.
 
 Why it exists: every invalid spec must end one of two ways: refused at apply with the field named,
-or accepted and then reported (Ready=False with a Warning reason and one Warning Event), without
-a traceback in the operator's log and without a write on every resync. The cases come from two
+or accepted and then reported (Ready=False with a Warning reason, or Ready=True with a Warning reason
+and phase Degraded when the model answers but a child it can do without was refused, and one Warning
+Event), without a traceback in the operator's log and without a write on every resync. The cases come from two
 places: hypothesis strategies over the generated CRD schema (every bounded number, enum, pattern,
 length and required field, pushed out of bounds one at a time) and over what the schema cannot say
 (quantities, requests above limits, env names, image references, dotted names, label keys, duplicate
@@ -411,6 +412,11 @@ def _field_named(case: Case, message: str) -> bool:
 
 def _reported(md: dict[str, Any] | None) -> str | None:
     ready = condition(md, ConditionType.READY)
+    if ready.get("status") == "True" and is_warning(ready.get("reason", "")):
+        # The model answers (Deployment and Service in place) but a child it can do without, such as
+        # the HPA, was refused: Ready stays True with the Warning reason and the phase is Degraded.
+        phase = ((md or {}).get("status") or {}).get("phase")
+        return f"Ready=True/{ready['reason']} ({phase})" if phase == "Degraded" else None
     if ready.get("status") != "False":
         return None
     for cond in ((md or {}).get("status") or {}).get("conditions", []):

@@ -32,7 +32,13 @@ from devcluster.stack import OperatorProcess, condition, make_claim, scrape
 from modeldeploy.api import GROUP, PLURAL, VERSION
 from modeldeploy.api.quantity import parse_quantity
 from modeldeploy.api.reasons import ConditionType, Reason
-from modeldeploy.controller.builders.labels import ARTIFACT_LABEL, MODEL_DEPLOYMENT_LABEL
+from modeldeploy.controller.builders.labels import (
+    ARTIFACT_CLEANUP,
+    ARTIFACT_LABEL,
+    COMPONENT_LABEL,
+    MODEL_DEPLOYMENT_LABEL,
+    OPTIMIZER,
+)
 from modeldeploy.controller.builders.names import model_config_name, serving_name
 from modeldeploy.k8s.kinds import KINDS, Role
 
@@ -337,7 +343,9 @@ class Audit:
 def audit(stack: ChaosStack, namespace: str) -> Audit:
     """Duplicate optimization Jobs (two Jobs for one ModelDeployment's artifact) and orphans (a child
     whose ModelDeployment is gone or does not own it, or that has no owner reference); objects
-    made by "a user" (USER_LABEL) are not children."""
+    made by "a user" (USER_LABEL) are not children, and neither is the artifact cleanup Job of a
+    deleted ModelDeployment (no owner on purpose, so that garbage collection does not remove it
+    before it runs; it deletes itself after ttlSecondsAfterFinished)."""
     owners = {md["metadata"]["name"]: md["metadata"]["uid"] for md in stack.list(MD_KIND, namespace)}
     uids = set(owners.values())
     found = Audit()
@@ -355,13 +363,19 @@ def audit(stack: ChaosStack, namespace: str) -> Audit:
             if meta.get("deletionTimestamp"):
                 continue
             where = f"{kind} {namespace}/{meta['name']}"
+            if (
+                not refs
+                and labels.get(COMPONENT_LABEL) == ARTIFACT_CLEANUP
+                and obj["spec"].get("ttlSecondsAfterFinished")
+            ):
+                continue  # the artifact cleanup after a delete: ownerless on purpose, it removes itself
             if not refs:
                 found.orphans.append(f"{where} has no ownerReference")
             elif not any(r["uid"] in uids for r in refs):
                 found.orphans.append(f"{where} is owned by a ModelDeployment that is gone ({refs[0]['name']})")
             elif parent is not None and owners.get(parent) not in {r["uid"] for r in refs}:
                 found.orphans.append(f"{where} is labelled for {parent} but owned by another object")
-            if kind == "Job" and parent is not None:
+            if kind == "Job" and parent is not None and labels.get(COMPONENT_LABEL) == OPTIMIZER:
                 jobs.setdefault((parent, labels.get(ARTIFACT_LABEL, "")), []).append(meta["name"])
     for (parent, artifact), names in jobs.items():
         if len(names) > 1:

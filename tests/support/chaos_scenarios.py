@@ -36,7 +36,7 @@ from chaos_harness import (
 )
 from devcluster.kubeapi import ApiError
 from modeldeploy.api.reasons import ConditionType, Reason, is_warning
-from modeldeploy.controller.builders.labels import ARTIFACT_LABEL, MODEL_DEPLOYMENT_LABEL
+from modeldeploy.controller.builders.labels import ARTIFACT_LABEL, COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER
 from modeldeploy.controller.builders.names import model_config_name, serving_config_name, serving_name
 from modeldeploy.k8s.client import FIELD_MANAGER
 
@@ -242,7 +242,8 @@ def _lost_result(stack: ChaosStack, ns: str, md_name: str, pod: str) -> str | No
     if reported is None or (reported.get("status") or {}).get("phase") != "Succeeded":
         phase = None if reported is None else (reported.get("status") or {}).get("phase")
         return f"the optimizer pod {pod} is {phase or 'gone'}, not Succeeded: its exit was never reported"
-    jobs = stack.list("Job", ns, f"{MODEL_DEPLOYMENT_LABEL}={md_name}")
+    # The optimization Jobs only: the retention Job (artifact-cleanup) shares the ModelDeployment label.
+    jobs = stack.list("Job", ns, f"{MODEL_DEPLOYMENT_LABEL}={md_name},{COMPONENT_LABEL}={OPTIMIZER}")
     newest = max(jobs, key=lambda j: j["metadata"]["creationTimestamp"], default=None)
     if newest is None:
         return "no Job"

@@ -23,7 +23,7 @@ from modeldeploy.contract.redact import redact_userinfo
 from modeldeploy.controller.builders import needs_job
 from modeldeploy.controller.builders.artifacts import Artifact
 from modeldeploy.controller.builders.labels import SERVING, selector_labels
-from modeldeploy.controller.builders.names import job_name
+from modeldeploy.controller.builders.names import job_name, serving_name
 from modeldeploy.controller.builders.service import model_url
 from modeldeploy.controller.plan import Plan
 from modeldeploy.controller.views import DeploymentView, JobState, JobView, Observed, PodProblem, Rejection
@@ -368,7 +368,16 @@ def status_of(
         md, decided, generation, rejected=observed.rejected, pending_claims=observed.pending_claims
     )
     serving = serving_condition(decided, observed, generation)
-    still_serving = deployment is not None and serving_available(deployment)
+    # Clients reach the pods through the Service: when its creation was refused, nothing serves.
+    unreachable = (
+        any(r.kind == "Service" for r in observed.rejected)
+        and (
+            "Service",
+            serving_name(md.name),
+        )
+        not in observed.children
+    )
+    still_serving = deployment is not None and serving_available(deployment) and not unreachable
     ready = ready_condition(md, decided, optimized, serving, generation, still_serving=still_serving)
     phase = phase_of(decided.desired, serve, optimized, serving, ready)
     served_version, served_artifact, served_uri = (

@@ -128,6 +128,19 @@ def test_a_refused_child_with_nothing_serving_fails_ready(make_md: Callable[...,
     assert [e.reason for e in update.events if e.type == "Warning"] == ["ChildRejected"]
 
 
+def test_pods_without_the_service_they_were_refused_do_not_make_the_model_ready(
+    make_md: Callable[..., ModelDeployment],
+) -> None:
+    """Clients reach the pods through the Service: if its creation was refused, nothing serves,
+    however available the Deployment (the fuzz suite's REST and gRPC on one port said Ready=True)."""
+    md = make_md()
+    job = ok_job(md)
+    refused = Rejection("Service", "ml/digits", "Service is invalid", ("spec.ports[1]",))
+    observed = Observed(jobs={job.artifact_hash: job}, deployment=deployment(job.artifact_hash), rejected=(refused,))
+    ready = conditions(status(md, observed, ModelDeploymentStatus()))["Ready"]
+    assert (ready.status, ready.reason) == ("False", "ChildRejected")
+
+
 def test_a_refused_job_is_reported_on_optimized(make_md: Callable[..., ModelDeployment]) -> None:
     md = make_md()
     refused = Rejection("Job", "ml/digits-optimize-x", "Job.batch is invalid", ("spec.template.spec.containers[0]",))
