@@ -38,7 +38,7 @@ def wait(what: str, check: Any, timeout: float = 90.0) -> Any:
 
 
 def sleeper_job(seconds: float) -> str:
-    key, value = SELECTOR.split("=")
+    key, value = "app.kubernetes.io/component", "optimizer"  # a pod the executor runs (SELECTOR)
     return json.dumps(
         {
             "apiVersion": "batch/v1",

@@ -84,7 +84,9 @@ def test_quick_edits_leave_one_running_job_and_serve_the_last_version(
     assert len(running_jobs(kube, namespace, "edits")) == 0, "the last Job finished: none runs"
     events = kube.list("Event", namespace)
     cancelled = [
-        e["note"] for e in events if e.get("reason") == "OptimizationCancelled" and e["regarding"]["name"] == "edits"
+        e["message"]
+        for e in events
+        if e.get("reason") == "OptimizationCancelled" and e["involvedObject"]["name"] == "edits"
     ]
     assert cancelled, "each cancelled Job gets a Normal Event"
     assert all("cancelled Job edits-opt-" in note and "was building version" in note for note in cancelled), cancelled

@@ -19,8 +19,15 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the CLI does before TensorFlow loads
 pytest.importorskip("tensorflow", reason="needs the optimize extra (TensorFlow)")
 
+import tensorflow as tf
+
 from modeldeploy.cli import main
 from modeldeploy.optimize.reference import ReferenceModel, make_reference
+
+# TensorFlow's Python logger binds its handler to the sys.stderr of its first use. Made here, that is
+# pytest's session-long capture; made inside a test using capsys, it would be that test's stream,
+# closed afterwards, and every later in-process run would print "--- Logging error ---" on stderr.
+tf.get_logger()
 
 HERE = Path(__file__).parent
 

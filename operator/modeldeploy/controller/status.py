@@ -88,7 +88,9 @@ def transition_events(previous: list[Condition], new: list[Condition]) -> list[E
         old = before.get(cond.type)
         if old == (cond.status, cond.reason):
             continue
-        warning = is_warning(cond.reason)
+        # A Warning once per problem: when only the status flips (Ready=True/ChildRejected once the pods
+        # serve beside a refused HPA), the problem was told already; the flip itself is Normal news.
+        warning = is_warning(cond.reason) and (old is None or old[1] != cond.reason)
         optimized = cond.type == ConditionType.OPTIMIZED and cond.reason == Reason.OPTIMIZED  # a Job finished
         ready = cond.type == ConditionType.READY and (
             old is None or old[0] != cond.status or cond.reason == Reason.READY

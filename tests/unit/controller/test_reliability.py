@@ -11,14 +11,14 @@ import pytest
 
 from modeldeploy.api import InvalidModelDeployment, ModelDeployment, parse_model_deployment
 from modeldeploy.api.crd import build_crd
-from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.api.status import Condition, ConditionStatus, ModelDeploymentStatus
 from modeldeploy.contract.summary import OptimizerSummary
 from modeldeploy.controller.builders import Owner, desired_artifact
 from modeldeploy.controller.builders.labels import ARTIFACT_LABEL
 from modeldeploy.controller.builders.names import job_name
 from modeldeploy.controller.drift import is_subset, service_ports_repair
 from modeldeploy.controller.plan import plan
-from modeldeploy.controller.status import StatusUpdate, status_of
+from modeldeploy.controller.status import StatusUpdate, status_of, transition_events
 from modeldeploy.controller.views import (
     DeploymentView,
     JobState,
@@ -439,3 +439,13 @@ def test_a_job_pod_that_cannot_start_is_not_optimizing(make_md: Callable[..., Mo
     cond = conditions(status(md, observed, ModelDeploymentStatus()))
     assert cond["Ready"].reason == "PersistentVolumeClaimPending"
     assert "PersistentVolumeClaim models is not bound to a volume" in cond["Ready"].message
+
+
+def test_a_problem_already_told_is_not_warned_again_when_ready_flips() -> None:
+    """Ready=False/ChildRejected, then Ready=True/ChildRejected once the pods serve beside a refused
+    HPA: one Warning for the refusal, and the flip is Normal (the fuzz suite counted two Warnings)."""
+    refused = Condition(type="Ready", status=ConditionStatus.FALSE, reason="ChildRejected", message="HPA refused")
+    serving = refused.model_copy(update={"status": ConditionStatus.TRUE})
+    first = transition_events([], [refused])
+    assert [(e.type, e.reason) for e in first] == [("Warning", "ChildRejected")]
+    assert [(e.type, e.reason) for e in transition_events([refused], [serving])] == [("Normal", "ChildRejected")]
