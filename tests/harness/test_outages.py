@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from devcluster.controlplane import ControlPlane
-from devcluster.executor import SELECTOR, JobPodExecutor
+from devcluster.executor import JobPodExecutor
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
