@@ -57,7 +57,9 @@ def test_example_becomes_ready_with_an_optimized_model(
         f"(optimization {result.get('durationSeconds')}s)"
     )
     header, row = printed.splitlines()[:2]
-    assert header.split()[:8] == ["NAME", "READY", "MODEL", "VERSION", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"]
+    assert header.split()[:10] == [
+        "NAME", "READY", "MODEL", "SERVING", "VERSION", "STATUS", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"
+    ]  # fmt: skip
     assert row.split()[1] == "True" and "int8," in row and "pruned" in row and "MB/" in row
 
 

@@ -38,7 +38,10 @@ ENV_MAX = 128  # variables; and a bound the API server needs to estimate the cos
 _DOMAIN_PART = "([a-zA-Z0-9]|[a-zA-Z0-9][-a-zA-Z0-9]*[a-zA-Z0-9])"
 _PATH_PART = "[a-z0-9]+(([._]|__|[-]+)[a-z0-9]+)*"
 IMAGE_RE = (
-    f"^({_DOMAIN_PART}([.]{_DOMAIN_PART})*(:[0-9]+)?/)?{_PATH_PART}(/{_PATH_PART})*"
+    # A first component is a registry only with a dot, a port or as localhost (else it is a path
+    # component, lower case): "Kfu/xiac" is no image a runtime can pull.
+    f"^((localhost|{_DOMAIN_PART}([.]{_DOMAIN_PART})+)(:[0-9]+)?/|{_DOMAIN_PART}:[0-9]+/)?"
+    f"{_PATH_PART}(/{_PATH_PART})*"
     "(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?"
     "(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )

@@ -186,6 +186,8 @@ def test_the_api_servers_status_gives_message_fields_and_refusal() -> None:
         ({"serving": {"env": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {}}}]}}, "mutually exclusive"),
         ({"serving": {"image": "TensorFlow/Serving:2"}}, "serving.image is not a valid image reference"),
         ({"serving": {"image": "tensorflow/serving:2 "}}, "not a valid image reference"),
+        # An upper-case first component without a dot or a port is a path, not a registry (fuzz case).
+        ({"serving": {"image": "Kfu/xiac"}}, "serving.image is not a valid image reference"),
         ({"optimization": {"image": "ghcr.io/x/optimizer@sha256:abc"}}, "optimization.image is not a valid image"),
     ],
 )
@@ -206,6 +208,8 @@ def test_what_the_crd_cannot_type_is_checked_before_building(
         "tensorflow/serving:2.20.0",
         "tensorflow/serving",
         "localhost:5000/team/serving:v1",
+        "Registry.Example.com/team/serving:v1",
+        "registry:5000/serving",
         "ghcr.io/modeldeploy/optimizer:0.1.0",
         "registry.example.com/a/b-c__d.e@sha256:" + "0" * 64,
         "docker.io/library/busybox:1.36@sha256:" + "f" * 64,
