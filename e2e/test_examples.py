@@ -58,7 +58,7 @@ def test_example_becomes_ready_with_an_optimized_model(
     )
     header, row = printed.splitlines()[:2]
     assert header.split()[:10] == [
-        "NAME", "READY", "MODEL", "SERVING", "VERSION", "STATUS", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"
+        "NAME", "READY", "MODEL", "SERVING", "VERSION", "STATUS", "CANARY", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"
     ]  # fmt: skip
     assert row.split()[1] == "True" and "int8," in row and "pruned" in row and "MB/" in row
 

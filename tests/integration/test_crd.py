@@ -51,7 +51,7 @@ def test_get_modeldeployments_shows_the_printer_columns(control_plane: ControlPl
     apply(control_plane, namespace, MINIMAL)
     table = control_plane.kubectl("-n", namespace, "get", "modeldeployments").stdout.splitlines()
     assert table[0].split() == [
-        "NAME", "READY", "MODEL", "SERVING", "VERSION", "STATUS", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"
+        "NAME", "READY", "MODEL", "SERVING", "VERSION", "STATUS", "CANARY", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"
     ]  # fmt: skip
     row = table[1].split()
     assert row[0] == "digits-mlp"

@@ -42,6 +42,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Serving", "type": "integer", "jsonPath": ".status.servedVersion"},
     {"name": "Version", "type": "integer", "jsonPath": ".spec.model.version"},
     {"name": "Status", "type": "string", "jsonPath": ".status.summary"},
+    {"name": "Canary", "type": "string", "jsonPath": ".status.canary"},
     {"name": "Optimized", "type": "string", "jsonPath": ".status.optimizedSummary"},
     {"name": "Size", "type": "string", "jsonPath": ".status.sizeSummary"},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},

@@ -44,6 +44,13 @@ class Reason(StrEnum):
     # Ready
     READY = "Ready"
     SERVING_PREVIOUS_VERSION = "ServingPreviousVersion"
+    # ServingReady/Ready during and after a canary rollout
+    CANARY_PROGRESSING = "CanaryProgressing"
+    PROMOTING = "Promoting"
+    PROMOTED = "Promoted"
+    ROLLOUT_ABORTED = "RolloutAborted"
+    ROLLED_BACK = "RolledBack"
+    GATEWAY_API_NOT_INSTALLED = "GatewayAPINotInstalled"
     # any condition: the spec cannot be acted on
     INVALID_SPEC = "InvalidSpec"
     PERSISTENT_VOLUME_CLAIM_NOT_FOUND = "PersistentVolumeClaimNotFound"
@@ -124,6 +131,31 @@ REASONS: dict[str, ReasonInfo] = {
     Reason.READY: ReasonInfo(warning=False, meaning="the version the spec asks for is served"),
     Reason.SERVING_PREVIOUS_VERSION: ReasonInfo(
         warning=True, meaning="the spec's version failed; the last good version keeps serving (Optimized says why)"
+    ),
+    Reason.CANARY_PROGRESSING: ReasonInfo(
+        warning=False, meaning="a canary of the new revision takes a step's share of traffic while it is analysed"
+    ),
+    Reason.PROMOTING: ReasonInfo(
+        warning=False, meaning="every canary step passed: the stable Deployment takes the new revision"
+    ),
+    Reason.PROMOTED: ReasonInfo(warning=False, meaning="the canary passed every step and is now stable (Event)"),
+    Reason.ROLLOUT_ABORTED: ReasonInfo(
+        warning=True,
+        meaning=(
+            "the canary failed a check or missed its deadline: it was removed, the stable version serves "
+            "untouched; no new attempt until the spec changes"
+        ),
+    ),
+    Reason.ROLLED_BACK: ReasonInfo(
+        warning=False,
+        meaning="the spec went back to a revision in status.history: its artifact serves again, no optimization Job",
+    ),
+    Reason.GATEWAY_API_NOT_INSTALLED: ReasonInfo(
+        warning=True,
+        meaning=(
+            "rollout.trafficRouting.gatewayAPI is set but the cluster has no HTTPRoute kind "
+            "(install the Gateway API CRDs)"
+        ),
     ),
     Reason.INVALID_SPEC: ReasonInfo(warning=True, meaning="the spec breaks a rule the API server could not check"),
     Reason.PERSISTENT_VOLUME_CLAIM_NOT_FOUND: ReasonInfo(

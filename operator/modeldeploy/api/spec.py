@@ -8,6 +8,7 @@ declared as `Rule`s and checked by a Python validator with the same message the 
 
 from __future__ import annotations
 
+import itertools
 import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
@@ -711,6 +712,213 @@ class Artifacts(ApiModel):
         return self
 
 
+class RolloutStrategy(StrEnum):
+    ROLLING_UPDATE = "RollingUpdate"
+    CANARY = "Canary"
+
+
+# A duration as people write it in manifests: 30s, 2m, 1h, or combined (1h30m). At most 24 h.
+DURATION_RE = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+_DURATION_PART = re.compile(r"([0-9]+)([hms])")
+_DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
+MAX_PAUSE_SECONDS = 24 * 3600
+
+
+def duration_seconds(text: str) -> int:
+    """'1h30m' -> 5400; '' and '0s' -> 0."""
+    return sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary rollout: send `weight` percent of the traffic to the new revision, then
+    wait `pause` while the analysis keeps checking it."""
+
+    weight: int = Field(ge=1, le=100, description="Percent of the traffic the canary gets during this step (1 to 100).")
+    pause: str = Field(
+        default="0s",
+        max_length=16,
+        pattern=DURATION_RE,
+        description="How long the step lasts once the canary pods are ready, e.g. 30s, 2m, 1h30m (at most 24h).",
+    )
+
+    @model_validator(mode="after")
+    def _check_pause(self) -> CanaryStep:
+        if not self.pause or duration_seconds(self.pause) > MAX_PAUSE_SECONDS:
+            raise ValueError(f"pause must be a duration such as 30s, 2m or 1h30m, at most 24h: {self.pause!r}")
+        return self
+
+    @property
+    def pause_seconds(self) -> int:
+        return duration_seconds(self.pause)
+
+
+class Comparison(StrEnum):
+    BELOW = "Below"  # passes while value <= threshold (error ratios, latencies)
+    ABOVE = "Above"  # passes while value >= threshold (success ratios, throughput)
+
+
+class PrometheusCheck(ApiModel):
+    """One PromQL query whose value must stay on the right side of a threshold."""
+
+    name: str = Field(max_length=63, pattern=DNS_LABEL, description="A name for Events and status, e.g. error-ratio.")
+    query: str = Field(
+        min_length=1,
+        max_length=4096,
+        description=(
+            "PromQL that returns one number (a scalar or a one-series vector: aggregate with sum(), max()...). "
+            "${namespace}, ${name}, ${version} and ${revision} are replaced by the ModelDeployment's namespace "
+            "and name, the canary's model version and its revision."
+        ),
+    )
+    threshold: float = Field(description="The limit the value is compared with.")
+    must_be: Comparison = Field(
+        default=Comparison.BELOW,
+        description="Below: the check passes while value <= threshold; Above: while value >= threshold.",
+    )
+    fail_on_no_data: bool = Field(
+        default=False,
+        description=(
+            "When the query returns no sample (e.g. no request reached the canary yet): false, the check "
+            "passes; true, it fails."
+        ),
+    )
+
+
+class PrometheusAnalysis(ApiModel):
+    """Checks against a Prometheus server during every canary step."""
+
+    url: str = Field(
+        max_length=2048,
+        pattern=r"^https?://.+",
+        description="The Prometheus server, e.g. http://prometheus.monitoring:9090 (its /api/v1/query is used).",
+    )
+    checks: list[PrometheusCheck] = Field(min_length=1, max_length=10, description="The queries and their limits.")
+    interval_seconds: int = Field(
+        default=30, ge=5, le=3600, description="How often the checks run while a step lasts (and once at its end)."
+    )
+    timeout_seconds: int = Field(default=5, ge=1, le=60, description="How long one query may take.")
+    failure_limit: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description=(
+            "Failed measurements tolerated per check in a rollout before it aborts (0: the first failure "
+            "aborts). An unreachable server or a query error counts as a failure."
+        ),
+    )
+
+
+class Analysis(ApiModel):
+    """What must hold at every canary step; the first violation aborts the rollout."""
+
+    max_restarts: int = Field(
+        default=0, ge=0, le=100, description="Container restarts of canary pods tolerated (0: any restart aborts)."
+    )
+    prometheus: PrometheusAnalysis | None = Field(default=None, description="Optional metric checks.")
+
+
+class GatewayParentRef(ApiModel):
+    """A Gateway (or another parent) the HTTPRoute attaches to."""
+
+    name: str = Field(max_length=253, pattern=_OBJECT_NAME, description="The Gateway's name.")
+    namespace: str | None = Field(
+        default=None, max_length=63, pattern=DNS_LABEL, description="The Gateway's namespace (default: this one)."
+    )
+    section_name: str | None = Field(
+        default=None, max_length=253, pattern=DNS_LABEL, description="A listener of the Gateway, by name."
+    )
+
+
+class GatewayAPIRouting(ApiModel):
+    """Exact traffic percentages through a Gateway API HTTPRoute (REST traffic through the Gateway)."""
+
+    parent_refs: list[GatewayParentRef] = Field(
+        min_length=1, max_length=8, description="The Gateways the HTTPRoute attaches to."
+    )
+    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="Host names the route matches (default: any)."
+    )
+
+
+class TrafficRouting(ApiModel):
+    """How the canary's share of traffic is set. Default (nothing here): by replica counts behind the
+    one Service, rounded to whole pods (status.rollout.achievedWeight says what was reached)."""
+
+    gateway_api: GatewayAPIRouting | None = Field(
+        default=None,
+        alias="gatewayAPI",
+        description=(
+            "Also create an HTTPRoute (gateway.networking.k8s.io/v1) with weighted backends to a stable and "
+            "a canary Service, for exact percentages. Needs the Gateway API CRDs in the cluster."
+        ),
+    )
+
+
+DEFAULT_HISTORY_LIMIT = 10
+
+
+class Rollout(ApiModel):
+    """How a new revision (a new model version, or any change of the serving pods) replaces the served one."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "self.strategy != 'Canary' || size(self.steps) > 0",
+            "rollout.steps must list at least one step when strategy is Canary",
+            ".steps",
+        ),
+        Rule(
+            "self.steps.map(s, s.weight).isSorted() && "
+            "self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight))",
+            "rollout.steps weights must increase",
+            ".steps",
+        ),
+    )
+
+    strategy: RolloutStrategy = Field(
+        default=RolloutStrategy.ROLLING_UPDATE,
+        description=(
+            "RollingUpdate: the Deployment's rolling update, new pods take traffic as they become ready. "
+            "Canary: a canary Deployment takes the steps' share of traffic while the analysis checks it; "
+            "it is promoted when every step passes and removed (the stable version untouched) when one fails."
+        ),
+    )
+    steps: list[CanaryStep] = Field(
+        default_factory=list,
+        max_length=20,
+        description=(
+            "Canary steps in order, weights increasing, e.g. [{weight: 10, pause: 2m}, {weight: 50, pause: 5m}]."
+        ),
+    )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=30,
+        le=86400,
+        description="How long the canary pods of a step may take to become ready before the rollout aborts.",
+    )
+    analysis: Analysis = Field(default_factory=Analysis, description="What must hold at every step.")
+    traffic_routing: TrafficRouting = Field(
+        default_factory=TrafficRouting, description="How the canary's share is set (default: replica ratio)."
+    )
+    history_limit: int = Field(
+        default=DEFAULT_HISTORY_LIMIT,
+        ge=1,
+        le=50,
+        description=(
+            "How many served revisions status.history keeps (the audit trail, and what an instant rollback "
+            "can return to without a new optimization Job)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> Rollout:
+        if self.strategy == RolloutStrategy.CANARY and not self.steps:
+            raise ValueError(self.cel_rules[0].message)
+        weights = [s.weight for s in self.steps]
+        if any(b <= a for a, b in itertools.pairwise(weights)):
+            raise ValueError(f"{self.cel_rules[1].message}: {weights}")
+        return self
+
+
 class ModelDeploymentSpec(ApiModel):
     """The whole desired state."""
 
@@ -738,6 +946,9 @@ class ModelDeploymentSpec(ApiModel):
     serving: Serving = Field(default_factory=Serving, description="The TF Serving Deployment.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="The HPA.")
     service: Service = Field(default_factory=Service, description="The Service.")
+    rollout: Rollout = Field(
+        default_factory=Rollout, description="How a new revision replaces the served one (rolling or canary)."
+    )
     artifacts: Artifacts | None = Field(
         default=None,
         description=(

@@ -94,6 +94,83 @@ class OptimizationResult(ApiModel):
     )
 
 
+class RolloutPhase(StrEnum):
+    PROGRESSING = "Progressing"  # a canary step: pods coming up, or the step's pause running
+    PROMOTING = "Promoting"  # every step passed: the stable Deployment takes the new revision
+    PROMOTED = "Promoted"  # done: the new revision is stable, the canary is gone
+    ABORTED = "Aborted"  # a check failed or the deadline passed: canary removed, stable untouched
+
+
+class CheckResult(ApiModel):
+    """The last measurement of one analysis check."""
+
+    name: str = Field(description="restarts, readiness, or the Prometheus check's name.")
+    passed: bool = Field(description="Whether it was within its limit.")
+    value: float | None = Field(default=None, description="The measured value (unset: no data or an error).")
+    message: str = Field(default="", description="What was measured against what, or the error.")
+    failures: int = Field(default=0, description="Failed measurements so far in this rollout.")
+    measured_at: str | None = Field(default=None, description="When (RFC 3339).")
+
+
+class RolloutStatus(ApiModel):
+    """Where the canary rollout of a revision stands; kept after it ends (Promoted, Aborted) until the
+    next revision. An operator restarted mid-rollout resumes from here, at the same step."""
+
+    revision: str = Field(description="The revision rolled out: a hash of the serving pods' template.")
+    version: int | None = Field(default=None, description="Its model version.")
+    artifact_hash: str | None = Field(default=None, description="Its artifact.")
+    stable_revision: str | None = Field(default=None, description="The revision that stays stable until promotion.")
+    phase: RolloutPhase = Field(description="Progressing, Promoting, Promoted or Aborted.")
+    step: int = Field(default=0, description="The current step (0-based); the number of steps once promoting.")
+    steps: int = Field(default=0, description="How many steps the rollout has.")
+    started_at: str | None = Field(default=None, description="When the rollout started.")
+    step_started_at: str | None = Field(
+        default=None, description="When the current step started (its pods being created)."
+    )
+    step_ready_at: str | None = Field(
+        default=None, description="When the current step's canary pods were ready (its pause counts from here)."
+    )
+    weight: int = Field(default=0, description="The canary's share of traffic the step asks for (percent).")
+    achieved_weight: int = Field(
+        default=0,
+        description=(
+            "The share actually reached (percent): exact through an HTTPRoute, otherwise ready canary pods "
+            "over all ready serving pods."
+        ),
+    )
+    canary_replicas: int = Field(default=0, description="Canary pods wanted.")
+    stable_replicas: int = Field(default=0, description="Stable pods.")
+    analysis: list[CheckResult] = Field(default_factory=list, description="The last measurement of every check.")
+    last_analysis_at: str | None = Field(default=None, description="When the Prometheus checks last ran.")
+    message: str = Field(default="", description="What is happening, or why it was aborted.")
+    finished_at: str | None = Field(default=None, description="When it was promoted or aborted.")
+
+
+class HistoryOutcome(StrEnum):
+    PROMOTED = "Promoted"  # took all traffic (and still does while `to` is unset)
+    SUPERSEDED = "Superseded"  # served, then replaced by a newer revision
+    ABORTED = "Aborted"  # a canary that never took all traffic
+
+
+class HistoryEntry(ApiModel):
+    """One revision that served (or was tried as a canary): the audit trail."""
+
+    version: int = Field(description="The model version.")
+    artifact_hash: str = Field(description="The artifact's hash.")
+    storage_uri: str | None = Field(default=None, description="Where its version folder is.")
+    manifest_sha256: str | None = Field(default=None, description="sha256 of its SHA256SUMS (what pods verify).")
+    optimized_summary: str | None = Field(default=None, description="e.g. 'int8, 80% pruned'.")
+    metric: str | None = Field(default=None, description="The quality metric of accuracyBefore/After.")
+    accuracy_before: float | None = Field(default=None, description="The original model's quality.")
+    accuracy_after: float | None = Field(default=None, description="The optimized model's quality.")
+    optimized_bytes: int | None = Field(default=None, description="Size of the served model file.")
+    signer: str | None = Field(default=None, description="Who signed the published folder.")
+    from_: str | None = Field(default=None, alias="from", description="When it started serving (RFC 3339).")
+    to: str | None = Field(default=None, description="When it stopped serving (unset: it still serves).")
+    outcome: HistoryOutcome = Field(description="Promoted, Superseded or Aborted.")
+    message: str = Field(default="", description="Why it ended (the failed check, the rollback).")
+
+
 class ModelDeploymentStatus(ApiModel):
     """Everything the operator observed."""
 
@@ -123,4 +200,14 @@ class ModelDeploymentStatus(ApiModel):
             "The STATUS column: the phase, and what keeps the spec's version from serving, e.g. "
             "'Degraded: v3 failed (QualityGateFailed)'."
         ),
+    )
+    rollout: RolloutStatus | None = Field(
+        default=None, description="The canary rollout of the newest revision (strategy Canary)."
+    )
+    canary: str | None = Field(
+        default=None, description="The CANARY column: the canary's achieved share, e.g. '10%', or '-'."
+    )
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        description="The last served revisions, newest first (spec.rollout.historyLimit of them).",
     )
