@@ -1,0 +1,1 @@
+"""Measurements the operator takes outside the API server, for a canary's analysis."""
