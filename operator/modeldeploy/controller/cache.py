@@ -57,7 +57,8 @@ def _slim_meta(meta: Obj) -> Obj:
 
 
 def _slim_container_status(status: Obj) -> Obj:
-    return {k: status[k] for k in ("name", "state", "lastState") if k in status}
+    # restartCount: a canary's restarts abort its rollout (issue 12)
+    return {k: status[k] for k in ("name", "state", "lastState", "restartCount") if k in status}
 
 
 def slim(kind: str, body: Obj) -> Obj:

@@ -18,6 +18,7 @@ from modeldeploy.controller.builders.labels import ARTIFACT_CLEANUP, COMPONENT_L
 from modeldeploy.controller.cache import Snapshot
 from modeldeploy.controller.views import (
     Observed,
+    canary_restarts,
     job_finished,
     pod_problems,
     refused_artifacts,
@@ -32,8 +33,13 @@ def child_names_by_kind(md_name: str) -> dict[str, tuple[str, ...]]:
     """The serving children a ModelDeployment may have, by kind (their names are deterministic)."""
     serving = child_names.serving_name(md_name)
     return {
-        "ConfigMap": (child_names.model_config_name(md_name), child_names.serving_config_name(md_name)),
-        "Deployment": (serving,),
+        "ConfigMap": (
+            child_names.model_config_name(md_name),
+            child_names.serving_config_name(md_name),
+            child_names.canary_model_config_name(md_name),
+            child_names.canary_serving_config_name(md_name),
+        ),
+        "Deployment": (serving, child_names.canary_name(md_name)),
         "Service": (serving,),
         "HorizontalPodAutoscaler": (serving,),
         "PodDisruptionBudget": (serving,),
@@ -86,6 +92,7 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
             if obj is not None and owned_by(obj, md_name):
                 children[(kind, name)] = obj
     deployment = children.get(("Deployment", child_names.serving_name(md_name)))
+    canary = children.get(("Deployment", child_names.canary_name(md_name)))
     claims = referenced_claims(md)
     missing = tuple(c for c in claims if c not in snapshot.claims)
     pending = tuple(c for c in claims if c in snapshot.pending_claims)
@@ -98,4 +105,6 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
         cleanup_jobs=cleanup_jobs,
         pod_problems=pod_problems(serving_pods),
         pending_claims=pending,
+        canary=view_deployment(canary) if canary else None,
+        canary_restarts=canary_restarts(serving_pods),
     )

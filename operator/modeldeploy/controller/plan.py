@@ -7,13 +7,20 @@ Which artifact serves:
 - otherwise the last artifact that served (status.servedArtifact/servedUri), untouched, while the
   new one is built or after it failed;
 - otherwise nothing yet: no Deployment until the first artifact exists.
+
+With strategy Canary, the pods we build (the desired revision) replace what the stable Deployment
+runs only through `rollout.decide`: while a canary runs or after it was aborted, the stable
+Deployment and its ConfigMaps are left untouched and a canary Deployment takes the step's share.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+from modeldeploy.analysis.prometheus import Sample
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.reasons import Reason
 from modeldeploy.api.status import LayerSparsity, ModelDeploymentStatus, OptimizationResult, WorstSlice
@@ -27,8 +34,23 @@ from modeldeploy.controller.builders import (
 )
 from modeldeploy.controller.builders.artifacts import Artifact, signing_key_secret
 from modeldeploy.controller.builders.cleanup import build_prune_job
+from modeldeploy.controller.builders.deployment import (
+    build_canary_configmaps,
+    build_canary_deployment,
+    revision_of,
+    template_revision,
+)
+from modeldeploy.controller.builders.labels import REVISION_ANNOTATION
 from modeldeploy.controller.builders.manifest import Manifest
-from modeldeploy.controller.builders.names import prune_job_name
+from modeldeploy.controller.builders.names import (
+    canary_model_config_name,
+    canary_name,
+    canary_serving_config_name,
+    prune_job_name,
+    serving_name,
+)
+from modeldeploy.controller.drift import is_subset
+from modeldeploy.controller.rollout import CanaryView, RolloutDecision, RolloutInput, StableView, decide
 from modeldeploy.controller.views import JobState, JobView, Observed
 from modeldeploy.k8s.kinds import PRUNABLE_KINDS
 
@@ -55,6 +77,8 @@ class Plan:
     cancel: list[JobView] = field(default_factory=list)
     # (kind, name) -> the manifest to create the child with, when it differs from what is applied
     initial: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    # strategy Canary with a stable Deployment: where the rollout stands and what it needs
+    rollout: RolloutDecision | None = None
 
 
 def result_from_job(job: JobView) -> OptimizationResult:
@@ -134,7 +158,117 @@ def initial_deployment(md: ModelDeployment, deployment: Manifest) -> Manifest:
     return {**deployment, "spec": {**deployment["spec"], "replicas": md.spec.autoscaling.min_replicas}}
 
 
-def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatus, owner: Owner) -> Plan:
+def stable_revision(desired: Manifest, live: dict[str, Any]) -> str:
+    """What the live stable Deployment runs: its revision annotation; a Deployment of an older
+    operator has none, and runs our revision when its template already has every field we set."""
+    annotated = live["metadata"].get("annotations", {}).get(REVISION_ANNOTATION)
+    if annotated:
+        return str(annotated)
+    if is_subset(desired["spec"]["template"], live.get("spec", {}).get("template", {})):
+        return revision_of(desired)
+    return template_revision(live.get("spec", {}).get("template", {}))
+
+
+def decide_rollout(
+    md: ModelDeployment,
+    observed: Observed,
+    previous: ModelDeploymentStatus,
+    serve: Artifact,
+    deployment: Manifest,
+    now: datetime,
+    samples: dict[str, Sample] | None,
+) -> RolloutDecision | None:
+    """The step machine's input from what was observed; None without a live stable Deployment (the
+    first Deployment is created directly)."""
+    live = observed.children.get(("Deployment", serving_name(md.name)))
+    stable = observed.deployment
+    if live is None or stable is None:
+        return None
+    revision = revision_of(deployment)
+    canary = observed.canary
+    return decide(
+        RolloutInput(
+            rollout=md.spec.rollout,
+            previous=previous.rollout,
+            revision=revision,
+            version=serve.version,
+            artifact_hash=serve.hash,
+            stable=StableView(
+                revision=stable_revision(deployment, live),
+                replicas=stable.spec_replicas,
+                ready=stable.ready_replicas,
+                available=stable.available_replicas,
+                updated=stable.updated_replicas,
+                rolled=stable.rolled,
+            ),
+            canary=CanaryView(
+                revision=canary.revision,
+                replicas=canary.spec_replicas,
+                ready=canary.ready_replicas,
+                available=canary.available_replicas,
+                updated=canary.updated_replicas,
+                rolled=canary.rolled,
+            )
+            if canary is not None
+            else None,
+            canary_restarts=observed.canary_restarts.get(revision, 0),
+            now=now,
+            samples=samples,
+            exact_weights=md.spec.rollout.traffic_routing.gateway_api is not None,
+        )
+    )
+
+
+def _serving(
+    md: ModelDeployment,
+    observed: Observed,
+    previous: ModelDeploymentStatus,
+    serve: Artifact,
+    owner: Owner,
+    out: Plan,
+    rollout: tuple[datetime, dict[str, Sample] | None] | None,
+) -> set[tuple[str, str]]:
+    """The serving children to apply, as the rollout allows; returns every (kind, name) wanted."""
+    children = build_serving_children(md, serve, owner)
+    deployment = next(c for c in children if c["kind"] == "Deployment")
+    decision = decide_rollout(md, observed, previous, serve, deployment, *rollout) if rollout else None
+    out.rollout = decision
+    hold = decision is not None and decision.holds_stable
+    wanted: set[tuple[str, str]] = set()
+    for child in children:
+        key = (child["kind"], child["metadata"]["name"])
+        wanted.add(key)
+        if hold and child["kind"] in ("Deployment", "ConfigMap"):
+            continue  # the stable pods and what they read stay as they are until promotion
+        out.apply.append(child)
+        if child["kind"] == "Deployment" and md.spec.autoscaling.enabled:
+            out.initial[key] = initial_deployment(md, child)
+    canary_keys = [
+        ("Deployment", canary_name(md.name)),
+        ("ConfigMap", canary_model_config_name(md.name)),
+        ("ConfigMap", canary_serving_config_name(md.name)),
+    ]
+    if decision is not None and decision.canary_replicas > 0:
+        configmaps = [c for c in children if c["kind"] == "ConfigMap"]
+        out.apply += build_canary_configmaps(md, configmaps)
+        out.apply.append(build_canary_deployment(md, deployment, decision.canary_replicas))
+        wanted.update(canary_keys)
+    else:
+        out.delete += [key for key in canary_keys if key in observed.children]
+    return wanted
+
+
+def plan(
+    md: ModelDeployment,
+    observed: Observed,
+    previous: ModelDeploymentStatus,
+    owner: Owner,
+    *,
+    now: datetime | None = None,
+    samples: dict[str, Sample] | None = None,
+) -> Plan:
+    """`now` drives a canary rollout (strategy Canary); without it the serving children are applied
+    as with RollingUpdate. `samples`: the Prometheus answers when `plan(...).rollout.wants_analysis`."""
     spec = md.spec
     desired = desired_artifact(md.name, spec, md.namespace)
     job = observed.jobs.get(desired.hash)
@@ -170,13 +304,18 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
     out.apply.append(policy)
     wanted: set[tuple[str, str]] = {(policy["kind"], policy["metadata"]["name"])}
     if serve is not None:
-        for child in build_serving_children(md, serve, owner):
-            out.apply.append(child)
-            wanted.add((child["kind"], child["metadata"]["name"]))
-            if child["kind"] == "Deployment" and spec.autoscaling.enabled:
-                out.initial[(child["kind"], child["metadata"]["name"])] = initial_deployment(md, child)
+        wanted |= _serving(md, observed, previous, serve, owner, out, (now, samples) if now is not None else None)
     out.delete += [key for key in observed.children if key[0] in PRUNABLE_KINDS and key not in wanted]
     return out
 
 
-__all__ = ["Blocked", "Plan", "initial_deployment", "plan", "previous_artifact", "result_from_job"]
+__all__ = [
+    "Blocked",
+    "Plan",
+    "decide_rollout",
+    "initial_deployment",
+    "plan",
+    "previous_artifact",
+    "result_from_job",
+    "stable_revision",
+]

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldeploy.api import KIND, InvalidModelDeployment, parse_model_deployment, parse_status
+from modeldeploy.analysis import prometheus
+from modeldeploy.api import KIND, InvalidModelDeployment, ModelDeployment, parse_model_deployment, parse_status
 from modeldeploy.api.reasons import ConditionType, Reason
-from modeldeploy.api.status import ConditionStatus, ModelDeploymentStatus
+from modeldeploy.api.status import ConditionStatus, ModelDeploymentStatus, RolloutStatus
 from modeldeploy.controller import metrics
 from modeldeploy.controller.builders import Owner
 from modeldeploy.controller.builders.artifacts import with_signing_default
@@ -35,6 +36,7 @@ from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.drift import is_subset, service_ports_repair
 from modeldeploy.controller.observe import observe, referenced_claims
 from modeldeploy.controller.plan import plan
+from modeldeploy.controller.rollout import analysis_query
 from modeldeploy.controller.status import EventSpec, StatusUpdate, cancelled_event, failed_status, status_of
 from modeldeploy.controller.views import Rejection
 from modeldeploy.k8s.client import ApiError, KubeClient
@@ -57,6 +59,7 @@ class ReconcileResult:
     events: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # children not written: the name is someone else's
     rejected: list[str] = field(default_factory=list)  # children the API server refused (now or before)
+    requeue_after: float | None = None  # seconds until a canary step is due (end of a pause, a check)
 
     @property
     def wrote(self) -> bool:
@@ -179,7 +182,13 @@ class Reconciler:
 
         self.cache.record_claims(namespace, name, referenced_claims(md))
         observed = observe(snapshot, md)
-        decided = plan(md, observed, previous, Owner(name=name, uid=raw["metadata"]["uid"]))
+        owner = Owner(name=name, uid=raw["metadata"]["uid"])
+        decided = plan(md, observed, previous, owner, now=now_dt)
+        if decided.rollout is not None and decided.rollout.wants_analysis and decided.rollout.status is not None:
+            samples = self._analyse(md, decided.rollout.status)
+            decided = plan(md, observed, previous, owner, now=now_dt, samples=samples)
+        if decided.rollout is not None:
+            result.requeue_after = decided.rollout.requeue_after
         update = status_of(md, decided, observed, previous, now)
 
         rejected: list[Rejection] = []
@@ -226,6 +235,21 @@ class Reconciler:
         self._write_status(raw, update, old_status, now_dt, result)
         record_status_metrics(namespace, name, update.status)
         return result
+
+    def _analyse(self, md: ModelDeployment, rollout: RolloutStatus) -> dict[str, prometheus.Sample]:
+        """Run the canary's Prometheus checks (one instant query each). The client never raises by
+        contract; anything it does raise still becomes a failed measurement, never a failed reconcile."""
+        config = md.spec.rollout.analysis.prometheus
+        samples: dict[str, prometheus.Sample] = {}
+        if config is None:
+            return samples
+        for check in config.checks:
+            promql = analysis_query(check.query, md.namespace or "", md.name, rollout.version, rollout.revision)
+            try:
+                samples[check.name] = prometheus.query(config.url, promql, config.timeout_seconds)
+            except Exception as exc:  # a client defect must not stop the reconcile
+                samples[check.name] = prometheus.Sample(error=f"Prometheus at {config.url}: {exc!r}")
+        return samples
 
     def _clean_up_after_delete(self, namespace: str, name: str, result: ReconcileResult) -> None:
         """After a ModelDeployment was deleted: a Job (owned by nothing, removed by its TTL) deletes

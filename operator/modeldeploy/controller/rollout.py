@@ -19,6 +19,7 @@ checks must run now, runs them, and calls `decide` again with their samples.
 from __future__ import annotations
 
 import math
+import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -43,6 +44,13 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def analysis_query(template: str, namespace: str, name: str, version: int | None, revision: str) -> str:
+    """A check's PromQL with ${namespace}, ${name}, ${version} and ${revision} filled in (anything
+    else that looks like a placeholder is left as written)."""
+    values = {"namespace": namespace, "name": name, "version": "" if version is None else str(version)}
+    return string.Template(template).safe_substitute(values, revision=revision)
 
 
 def canary_replicas(stable: int, weight: int) -> int:
@@ -455,6 +463,7 @@ __all__ = [
     "StableView",
     "achieved_weight",
     "analysis_due",
+    "analysis_query",
     "canary_replicas",
     "decide",
     "measure",

@@ -140,6 +140,9 @@ class Runtime:
             self.queue.add_rate_limited(key)
             return
         self.queue.forget(key)
+        if result.requeue_after is not None:
+            # A canary step's pause or its next check is due then; nothing else would wake us.
+            self.queue.add_after(key, result.requeue_after)
 
     def resync_once(self) -> int:
         """Queue every ModelDeployment the cache knows; returns how many."""

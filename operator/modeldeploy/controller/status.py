@@ -13,11 +13,20 @@ transitions a user cares about (`transition_events`), Warning when the reason sa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.reasons import POD_START_FAILURES, ConditionType, KubernetesReason, Reason, is_warning
-from modeldeploy.api.status import Condition, ConditionStatus, ModelDeploymentStatus, OptimizationResult, Phase
+from modeldeploy.api.status import (
+    Condition,
+    ConditionStatus,
+    ModelDeploymentStatus,
+    OptimizationResult,
+    Phase,
+    RolloutPhase,
+    RolloutStatus,
+)
 from modeldeploy.contract.formats import Quantization
 from modeldeploy.contract.redact import redact_userinfo
 from modeldeploy.controller.builders import needs_job
@@ -25,7 +34,8 @@ from modeldeploy.controller.builders.artifacts import Artifact
 from modeldeploy.controller.builders.labels import SERVING, selector_labels
 from modeldeploy.controller.builders.names import job_name, serving_name
 from modeldeploy.controller.builders.service import model_url
-from modeldeploy.controller.plan import Plan
+from modeldeploy.controller.plan import Plan, previous_artifact
+from modeldeploy.controller.rollout import ACTIVE
 from modeldeploy.controller.views import DeploymentView, JobState, JobView, Observed, PodProblem, Rejection
 
 
@@ -340,6 +350,42 @@ def status_summary(phase: Phase, version: int, optimized: Condition, serving: Co
     return f"{phase.value}: {ready.reason}"
 
 
+# -- canary rollout -------------------------------------------------------------------------------------
+
+
+def stable_artifact(
+    md: ModelDeployment, previous: ModelDeploymentStatus, dep: DeploymentView, serve: Artifact
+) -> Artifact:
+    """What the stable Deployment runs while a canary holds it: the artifact served before."""
+    served = previous_artifact(md, previous)
+    if served is not None and served.hash == dep.artifact_hash:
+        return served
+    return dataclasses.replace(serve, hash=dep.artifact_hash, version=dep.model_version or serve.version)
+
+
+def rollout_ready(
+    ready: Condition, rollout: RolloutStatus | None, stable_version: int | None, generation: int | None
+) -> Condition:
+    """Ready while a canary rollout runs: the stable version answers clients (True), and the reason
+    says where the rollout stands; after an abort it stays True (RolloutAborted) with the failed check."""
+    if rollout is None or ready.status != TRUE:
+        return ready
+    serves = f"version {stable_version} serves" if stable_version is not None else "the stable pods serve"
+    if rollout.phase == RolloutPhase.PROGRESSING:
+        return new_condition(ready.type, TRUE, Reason.CANARY_PROGRESSING, f"{serves}; {rollout.message}", generation)
+    if rollout.phase == RolloutPhase.ABORTED and rollout.revision != rollout.stable_revision:
+        message = f"{rollout.message}; {serves} untouched"
+        return new_condition(ready.type, TRUE, Reason.ROLLOUT_ABORTED, message, generation)
+    if rollout.phase == RolloutPhase.PROMOTING:
+        return new_condition(ready.type, TRUE, Reason.PROMOTING, rollout.message, generation)
+    return ready
+
+
+def canary_column(rollout: RolloutStatus | None) -> str:
+    """The CANARY column: the share the canary reached while a rollout runs, else '-'."""
+    return f"{rollout.achieved_weight}%" if rollout is not None and rollout.phase in ACTIVE else "-"
+
+
 # -- the whole status -----------------------------------------------------------------------------------
 
 
@@ -369,7 +415,12 @@ def status_of(
     optimized = optimized_condition(
         md, decided, generation, rejected=observed.rejected, pending_claims=observed.pending_claims
     )
-    serving = serving_condition(decided, observed, generation)
+    decision = decided.rollout
+    rollout = decision.status if decision is not None else None
+    # While a canary holds the stable Deployment, ServingReady is about what the stable pods run.
+    hold = decision is not None and decision.holds_stable and deployment is not None and serve is not None
+    stable = stable_artifact(md, previous, deployment, serve) if hold and deployment and serve else None
+    serving = serving_condition(dataclasses.replace(decided, serve=stable) if stable else decided, observed, generation)
     # Clients reach the pods through the Service: when its creation was refused, nothing serves.
     unreachable = (
         any(r.kind == "Service" for r in observed.rejected)
@@ -381,12 +432,19 @@ def status_of(
     )
     still_serving = deployment is not None and serving_available(deployment) and not unreachable
     ready = ready_condition(md, decided, optimized, serving, generation, still_serving=still_serving)
+    ready = rollout_ready(ready, rollout, stable.version if stable else None, generation)
     phase = phase_of(decided.desired, serve, optimized, serving, ready)
+    summary = status_summary(phase, decided.desired.version, optimized, serving, ready)
+    if ready.reason in (Reason.CANARY_PROGRESSING, Reason.PROMOTING):
+        phase, summary = Phase.ROLLING_OUT, f"{Phase.ROLLING_OUT.value}: v{decided.desired.version}"
+    elif ready.reason == Reason.ROLLOUT_ABORTED:
+        phase = Phase.DEGRADED
+        summary = f"{phase.value}: v{decided.desired.version} failed ({Reason.ROLLOUT_ABORTED})"
     served_version, served_artifact, served_uri = (
         (serve.version, serve.hash, serve.location) if serve else (None, None, None)
     )
-    if any(r.kind == "Deployment" for r in observed.rejected) and previous.served_artifact:
-        # The Deployment for `serve` was refused: what runs is still what served before.
+    if (hold or any(r.kind == "Deployment" for r in observed.rejected)) and previous.served_artifact:
+        # The Deployment for `serve` was refused, or a canary holds it: what runs is still what served before.
         served_version, served_artifact, served_uri = (
             previous.served_version,
             previous.served_artifact,
@@ -395,7 +453,7 @@ def status_of(
     status = ModelDeploymentStatus(
         observed_generation=generation,
         phase=phase,
-        summary=status_summary(phase, decided.desired.version, optimized, serving, ready),
+        summary=summary,
         served_version=served_version,
         served_artifact=served_artifact,
         served_uri=served_uri,
@@ -407,5 +465,14 @@ def status_of(
         selector=",".join(f"{k}={v}" for k, v in selector_labels(md.name, SERVING).items()),
         url=model_url(md) if serve else None,
         conditions=merge_conditions(previous.conditions, [optimized, serving, ready], now),
+        rollout=rollout,
+        canary=canary_column(rollout),
     )
-    return StatusUpdate(status, one_event_per_reason(transition_events(previous.conditions, status.conditions)))
+    events = one_event_per_reason(transition_events(previous.conditions, status.conditions))
+    if decision is not None:
+        # The step machine's Events say more than a condition's flip (the failed check and its value).
+        told = {e.reason for e in decision.events}
+        events = [e for e in events if e.reason not in told] + [
+            EventSpec(e.type, e.reason, e.message) for e in decision.events
+        ]
+    return StatusUpdate(status, events)

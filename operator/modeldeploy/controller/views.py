@@ -13,7 +13,13 @@ from typing import Any
 
 from modeldeploy.api.reasons import POD_START_FAILURES, KubernetesReason, Reason
 from modeldeploy.contract.summary import OptimizerSummary, parse_summary
-from modeldeploy.controller.builders.labels import ARTIFACT_LABEL, MODEL_VERSION_ANNOTATION
+from modeldeploy.controller.builders.labels import (
+    ARTIFACT_LABEL,
+    CANARY_TRACK,
+    MODEL_VERSION_ANNOTATION,
+    REVISION_ANNOTATION,
+    TRACK_LABEL,
+)
 
 
 class JobState(StrEnum):
@@ -47,6 +53,14 @@ class DeploymentView:
     progressing_message: str
     unavailable_message: str
     available_replicas: int = 0
+    spec_replicas: int = 1  # .spec.replicas: what it is asked to run (under an HPA, the HPA's choice)
+    revision: str | None = None  # its modeldeploy.io/revision annotation (None: an older operator's)
+    model_version: int | None = None  # its modeldeploy.io/model-version annotation
+
+    @property
+    def rolled(self) -> bool:
+        """The Deployment controller has seen its last spec."""
+        return self.observed_generation >= self.generation
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,9 @@ class Observed:
     pod_problems: dict[str, PodProblem] = field(default_factory=dict)
     # claims the pods mount that exist but are not bound to a volume
     pending_claims: tuple[str, ...] = ()
+    # the canary Deployment of a rollout, and its pods' container restarts by revision
+    canary: DeploymentView | None = None
+    canary_restarts: dict[str, int] = field(default_factory=dict)
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -185,8 +202,23 @@ def refused_artifacts(pods: list[dict[str, Any]], init_container: str) -> dict[s
     return refused
 
 
+def canary_restarts(pods: list[dict[str, Any]]) -> dict[str, int]:
+    """Container restarts of canary pods, summed by the revision they run."""
+    restarts: dict[str, int] = {}
+    for pod in pods:
+        meta = pod["metadata"]
+        if meta.get("labels", {}).get(TRACK_LABEL) != CANARY_TRACK:
+            continue
+        revision = meta.get("annotations", {}).get(REVISION_ANNOTATION, "")
+        statuses = pod.get("status", {}).get("containerStatuses", []) or []
+        restarts[revision] = restarts.get(revision, 0) + sum(int(s.get("restartCount", 0)) for s in statuses)
+    return restarts
+
+
 def view_deployment(deployment: dict[str, Any]) -> DeploymentView:
     meta = deployment["metadata"]
+    annotations = meta.get("annotations", {})
+    version = str(annotations.get(MODEL_VERSION_ANNOTATION, ""))
     status = deployment.get("status", {})
     conditions = _conditions(deployment)
     available = conditions.get("Available", {})
@@ -204,4 +236,7 @@ def view_deployment(deployment: dict[str, Any]) -> DeploymentView:
         progressing_message=str(progressing.get("message", "")),
         unavailable_message=str(available.get("message", "")) if available.get("status") != "True" else "",
         available_replicas=int(status.get("availableReplicas", 0)),
+        spec_replicas=int(deployment.get("spec", {}).get("replicas", 1)),
+        revision=annotations.get(REVISION_ANNOTATION),
+        model_version=int(version) if version.isdigit() else None,
     )

@@ -8,6 +8,9 @@ s3://, gs:// and https:// sources (TF Serving's own s3 support is broken in curr
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 from typing import Any
 
 from modeldeploy.api import ModelDeployment
@@ -18,7 +21,11 @@ from modeldeploy.controller.builders.artifacts import MODELS_ROOT, Artifact
 from modeldeploy.controller.builders.job import secret_env
 from modeldeploy.controller.builders.labels import (
     ARTIFACT_LABEL,
+    CANARY_TRACK,
+    REVISION_ANNOTATION,
     SERVING,
+    STABLE_TRACK,
+    TRACK_LABEL,
     WORKLOAD_CHECKOV_SKIPS,
     Owner,
     child_labels,
@@ -118,7 +125,7 @@ def build_deployment(md: ModelDeployment, artifact: Artifact, config_checksum: s
     spec = md.spec
     serving = spec.serving
     labels = child_labels(md.name, SERVING, artifact.version)
-    pod_labels = {**serving.pod_labels, **labels, ARTIFACT_LABEL: artifact.hash}
+    pod_labels = {**serving.pod_labels, **labels, ARTIFACT_LABEL: artifact.hash, TRACK_LABEL: STABLE_TRACK}
     metrics_port = str(tfserving.REST_PORT)
     pod_annotations = {
         "prometheus.io/scrape": "true",
@@ -209,8 +216,70 @@ def build_deployment(md: ModelDeployment, artifact: Artifact, config_checksum: s
             {
                 "modeldeploy.io/artifact": artifact.hash,
                 "modeldeploy.io/model-version": str(artifact.version),
+                REVISION_ANNOTATION: template_revision(deployment_spec["template"]),
                 **WORKLOAD_CHECKOV_SKIPS,
             },
         ),
         "spec": deployment_spec,
     }
+
+
+REVISION_LENGTH = 10
+
+
+def template_revision(template: dict[str, Any]) -> str:
+    """A short hash of a serving pod template, whichever track it is labelled for: two templates with
+    the same revision run the same pods."""
+    labels = {k: v for k, v in template.get("metadata", {}).get("labels", {}).items() if k != TRACK_LABEL}
+    untracked = {**template, "metadata": {**template.get("metadata", {}), "labels": labels}}
+    blob = json.dumps(untracked, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:REVISION_LENGTH]
+
+
+def revision_of(deployment: dict[str, Any]) -> str:
+    """The revision of a serving Deployment manifest we build: a new model version, a new optimization
+    or any other change of the serving pods (image, resources, env...) is a new revision."""
+    return template_revision(deployment["spec"]["template"])
+
+
+def _canary_config(name: str, md_name: str) -> str:
+    if name == names.model_config_name(md_name):
+        return names.canary_model_config_name(md_name)
+    if name == names.serving_config_name(md_name):
+        return names.canary_serving_config_name(md_name)
+    return name
+
+
+def build_canary_configmaps(md: ModelDeployment, configmaps: list[Manifest]) -> list[Manifest]:
+    """Copies of the serving ConfigMaps under the canary's names: the stable ones stay as they are while
+    the canary runs, since a stable pod that restarts reads them again."""
+    out = []
+    for cm in configmaps:
+        copied = copy.deepcopy(cm)
+        copied["metadata"]["name"] = _canary_config(cm["metadata"]["name"], md.name)
+        out.append(copied)
+    return out
+
+
+def build_canary_deployment(md: ModelDeployment, stable: Manifest, replicas: int) -> Manifest:
+    """The canary Deployment of a rollout, from the stable Deployment we would apply: the same pods
+    (same revision) labelled track canary, selected by the stable selector plus that label (so the
+    stable Deployment's ReplicaSets never count them), reading the canary's copies of the ConfigMaps,
+    at `replicas` pods whatever the HPA does (the canary follows the step's weight)."""
+    canary = copy.deepcopy(stable)
+    revision = revision_of(stable)
+    meta = canary["metadata"]
+    meta["name"] = names.canary_name(md.name)
+    meta.setdefault("annotations", {})[REVISION_ANNOTATION] = revision
+    spec = canary["spec"]
+    spec["replicas"] = replicas
+    spec["selector"] = {"matchLabels": {**spec["selector"]["matchLabels"], TRACK_LABEL: CANARY_TRACK}}
+    template = spec["template"]
+    template["metadata"]["labels"][TRACK_LABEL] = CANARY_TRACK
+    # On the pods too: their restarts count against the canary only while they run this revision.
+    template["metadata"].setdefault("annotations", {})[REVISION_ANNOTATION] = revision
+    for volume in template["spec"]["volumes"]:
+        for source in volume.get("projected", {}).get("sources", []):
+            if "configMap" in source:
+                source["configMap"]["name"] = _canary_config(source["configMap"]["name"], md.name)
+    return canary

@@ -16,6 +16,13 @@ from modeldeploy.controller.builders.names import serving_name
 MODEL_DEPLOYMENT_LABEL = "modeldeploy.io/model-deployment"
 ARTIFACT_LABEL = "modeldeploy.io/artifact"
 MODEL_VERSION_ANNOTATION = "modeldeploy.io/model-version"
+# Which Deployment a serving pod belongs to: the stable one or a canary (issue 12). Stable pods carry
+# it whatever the strategy, so that switching strategy never rolls the pods.
+TRACK_LABEL = "modeldeploy.io/track"
+STABLE_TRACK = "stable"
+CANARY_TRACK = "canary"
+# On a serving Deployment (and a canary's pods): the revision its pod template is, see `revision_of`.
+REVISION_ANNOTATION = "modeldeploy.io/revision"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "modeldeploy-operator"
 SERVING = "serving"

@@ -60,3 +60,18 @@ def model_config_name(parent: str) -> str:
 
 def serving_config_name(parent: str) -> str:
     return child_name(parent, "serving-config")
+
+
+def canary_name(parent: str) -> str:
+    """The canary Deployment of a rollout (issue 12)."""
+    return child_name(parent, "canary")
+
+
+def canary_model_config_name(parent: str) -> str:
+    """The canary's own copy of the model config: the stable pods keep reading theirs (a stable pod
+    that restarts mid-rollout must load the stable version, not the canary's)."""
+    return child_name(parent, "canary-model-config")
+
+
+def canary_serving_config_name(parent: str) -> str:
+    return child_name(parent, "canary-serving-config")
