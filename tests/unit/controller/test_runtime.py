@@ -38,3 +38,21 @@ def test_failures_back_off_then_a_success_forgets_them(caplog: pytest.LogCapture
     assert not any(r.exc_info for r in caplog.records), "no traceback unless --verbose"
     runtime.process(KEY)
     assert runtime.queue.failures(KEY) == 0
+
+
+class Due:
+    """A reconcile whose canary step is due again in 30 seconds."""
+
+    def reconcile(self, namespace: str, name: str) -> ReconcileResult:
+        return ReconcileResult(requeue_after=30.0)
+
+
+def test_a_due_canary_step_requeues_the_key_at_that_time() -> None:
+    now = [1000.0]
+    runtime = Runtime(kube=None, config=OperatorConfig())  # type: ignore[arg-type]
+    runtime.queue.clock = lambda: now[0]
+    runtime.reconciler = Due()  # type: ignore[assignment]
+    runtime.process(KEY)
+    assert runtime.queue.get(timeout=0) is None, "not before it is due"
+    now[0] += 30
+    assert runtime.queue.get(timeout=0) == KEY
