@@ -14,7 +14,14 @@ from modeldeploy.controller.builders import desired_artifact, needs_job
 from modeldeploy.controller.builders import names as child_names
 from modeldeploy.controller.builders.artifacts import claims_read
 from modeldeploy.controller.builders.deployment import VERIFY_CONTAINER
-from modeldeploy.controller.builders.labels import ARTIFACT_CLEANUP, COMPONENT_LABEL, OPTIMIZER, SERVING
+from modeldeploy.controller.builders.labels import (
+    ARTIFACT_CLEANUP,
+    CANARY_TRACK,
+    COMPONENT_LABEL,
+    OPTIMIZER,
+    SERVING,
+    TRACK_LABEL,
+)
 from modeldeploy.controller.cache import Snapshot
 from modeldeploy.controller.views import (
     Observed,
@@ -74,6 +81,9 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
             pods_by_job.setdefault(labels.get(JOB_NAME_LABEL, ""), []).append(pod)
         elif labels.get(COMPONENT_LABEL) == SERVING:
             serving_pods.append(pod)
+    # A canary's pods answer for the canary (its deadline, its restarts), not for the stable version,
+    # which may run the same artifact.
+    stable_pods = [p for p in serving_pods if p["metadata"].get("labels", {}).get(TRACK_LABEL) != CANARY_TRACK]
     jobs = {}
     cleanup_jobs = {}
     for job in snapshot.of_kind("Job"):
@@ -97,13 +107,13 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
     missing = tuple(c for c in claims if c not in snapshot.claims)
     pending = tuple(c for c in claims if c in snapshot.pending_claims)
     return Observed(
-        refused_artifacts=refused_artifacts(serving_pods, VERIFY_CONTAINER),
+        refused_artifacts=refused_artifacts(stable_pods, VERIFY_CONTAINER),
         jobs=jobs,
         deployment=view_deployment(deployment) if deployment else None,
         children=children,
         missing_claims=missing,
         cleanup_jobs=cleanup_jobs,
-        pod_problems=pod_problems(serving_pods),
+        pod_problems=pod_problems(stable_pods),
         pending_claims=pending,
         canary=view_deployment(canary) if canary else None,
         canary_restarts=canary_restarts(serving_pods),

@@ -66,14 +66,23 @@ class ReconcileResult:
         return bool(self.created or self.applied or self.deleted or self.status_patched or self.events)
 
 
-def status_patch(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch that also removes our fields that are no longer set."""
-    ours = {f.alias or n for n, f in ModelDeploymentStatus.model_fields.items()}
+def _removed(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """`new`, plus null for every key of `old` it no longer has, at every depth: a merge patch merges
+    nested objects, so a field unset inside one (status.rollout.stepReadyAt when a step starts)
+    would otherwise keep its old value."""
     patch = dict(new)
-    for key in ours:
-        if key not in new and key in old:
+    for key, before in old.items():
+        if key not in new:
             patch[key] = None
+        elif isinstance(before, dict) and isinstance(new[key], dict):
+            patch[key] = _removed(new[key], before)
     return patch
+
+
+def status_patch(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that also removes our fields that are no longer set, nested ones included."""
+    ours = {f.alias or n for n, f in ModelDeploymentStatus.model_fields.items()}
+    return _removed(new, {k: v for k, v in old.items() if k in ours})
 
 
 def record_status_metrics(namespace: str, name: str, status: ModelDeploymentStatus) -> None:

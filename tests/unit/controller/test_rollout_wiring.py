@@ -374,3 +374,20 @@ def test_analysis_queries_fill_the_placeholders_and_never_raise(
     assert asked[0] == ("http://p:9090", 'sum(x{namespace="ml",md="digits",v="2",r="abc1234567"})', 5)
     assert samples["errors"] == prometheus.Sample(0.01)
     assert samples["broken"].error is not None and "a client defect" in samples["broken"].error
+
+
+def test_the_status_patch_removes_nested_fields_no_longer_set() -> None:
+    """A step's stepReadyAt must go when the next step starts: a merge patch would keep it."""
+    from modeldeploy.controller.reconcile import status_patch
+
+    old = {
+        "phase": "RollingOut",
+        "rollout": {"step": 0, "stepReadyAt": "2026-12-01T12:00:02Z", "analysis": [{"name": "restarts"}]},
+        "someoneElses": {"keep": 1},
+    }
+    new = {"phase": "RollingOut", "rollout": {"step": 1, "analysis": []}}
+    assert status_patch(new, old) == {
+        "phase": "RollingOut",
+        "rollout": {"step": 1, "stepReadyAt": None, "analysis": []},
+    }
+    assert status_patch({}, old) == {"phase": None, "rollout": None}
