@@ -177,9 +177,11 @@ def decide_rollout(
     deployment: Manifest,
     now: datetime,
     samples: dict[str, Sample] | None,
+    promote_directly: str | None = None,
 ) -> RolloutDecision | None:
     """The step machine's input from what was observed; None without a live stable Deployment (the
-    first Deployment is created directly)."""
+    first Deployment is created directly). `promote_directly`: why this revision skips the canary
+    steps (a rollback to a revision that served before), if it does."""
     live = observed.children.get(("Deployment", serving_name(md.name)))
     stable = observed.deployment
     if live is None or stable is None:
@@ -215,6 +217,7 @@ def decide_rollout(
             now=now,
             samples=samples,
             exact_weights=md.spec.rollout.traffic_routing.gateway_api is not None,
+            promote_directly=promote_directly,
         )
     )
 

@@ -110,6 +110,9 @@ class RolloutInput:
     now: datetime
     samples: dict[str, Sample] | None = None  # Prometheus answers by check name, when taken
     exact_weights: bool = False  # an HTTPRoute sets the share: it is the step's weight once ready
+    # Why this revision needs no canary (e.g. a rollback to one that served all traffic before):
+    # set, a new rollout is promoted at once with this message.
+    promote_directly: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,16 +255,15 @@ class _Machine:
                     f"at step 1/{status.steps} with revision {g.revision} (version {g.version})",
                 )
             )
-        if g.stable.available == 0 and g.stable.replicas > 0:
+        direct = g.promote_directly
+        if direct is None and g.stable.available == 0 and g.stable.replicas > 0:
             # Nothing serves that a canary could protect: the new revision replaces it at once.
+            direct = "the stable Deployment has no available pod: the new revision replaces it directly"
+        if direct is not None:
             status = status.model_copy(
-                update={
-                    "phase": RolloutPhase.PROMOTING,
-                    "step": status.steps,
-                    "message": "the stable Deployment has no available pod: the new revision replaces it directly",
-                }
+                update={"phase": RolloutPhase.PROMOTING, "step": status.steps, "message": direct}
             )
-            self.events.append(RolloutEvent("Normal", Reason.PROMOTING, status.message))
+            self.events.append(RolloutEvent("Normal", Reason.PROMOTING, direct))
             return self.decision(status, promote=True)
         return self.progress(status)
 

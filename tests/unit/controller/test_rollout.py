@@ -441,3 +441,22 @@ def test_resumes_from_status_alone() -> None:
     resumed = step(restored, at(30), canary_view=canary(1))
     assert resumed.status is not None and resumed.status.step == 0 and resumed.requeue_after == 31
     assert resumed.events == []
+
+
+def test_a_revision_that_needs_no_canary_is_promoted_directly() -> None:
+    given = RolloutInput(
+        rollout=rollout(),
+        previous=None,
+        revision=NEW,
+        version=5,
+        artifact_hash="abc",
+        stable=stable(),
+        canary=None,
+        canary_restarts=0,
+        now=T0,
+        promote_directly="version 5 served before (status.history): rolled back without canary steps",
+    )
+    decision = decide(given)
+    assert decision.promote and decision.canary_replicas == 0
+    assert decision.status is not None and decision.status.phase == RolloutPhase.PROMOTING
+    assert [(e.reason, e.message) for e in decision.events] == [(Reason.PROMOTING, given.promote_directly)]
