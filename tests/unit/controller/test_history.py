@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modeldeploy.api import ModelDeployment
+from modeldeploy.api import ModelDeployment, parse_model_deployment
 from modeldeploy.api.status import HistoryEntry, HistoryOutcome, ModelDeploymentStatus
 from modeldeploy.contract.formats import ModelFormat
 from modeldeploy.contract.summary import OptimizerSummary
@@ -92,7 +92,7 @@ def test_the_history_is_size_bounded() -> None:
 
 
 def test_an_aborted_canary_is_recorded_once_per_attempt() -> None:
-    md_artifact = desired_artifact("digits", _md_spec_v(2).spec, "ml")
+    md_artifact = desired_artifact("digits", md_v(2).spec, "ml")
     history = record_serving([], entry(1, "a1", from_=T0), T0, 10)
     aborted = aborted_entry(
         md_artifact, None, "int8", started_at=T1, finished_at=T2, message="check error-ratio: 0.2 > 0.05 " * 40
@@ -139,9 +139,7 @@ SUMMARY = {
 }
 
 
-def _md_spec_v(version: int, **spec: Any) -> ModelDeployment:
-    from modeldeploy.api import parse_model_deployment
-
+def md_v(version: int, **spec: Any) -> ModelDeployment:
     return parse_model_deployment(
         {
             "apiVersion": "modeldeploy.io/v1alpha1",
@@ -181,7 +179,7 @@ def optimizer_jobs(decided: Plan) -> list[str]:
 def serve_v1_then_v2(limit: int = 10) -> tuple[ModelDeploymentStatus, str, str]:
     """v1 optimized and served, then v2: the status after v2 serves all traffic."""
     rollout = {"rollout": {"historyLimit": limit}}
-    v1, v2 = _md_spec_v(1, **rollout), _md_spec_v(2, **rollout)
+    v1, v2 = md_v(1, **rollout), md_v(2, **rollout)
     job1, job2 = succeeded_job(v1, "a" * 64), succeeded_job(v2, "b" * 64)
     _, first = reconcile(v1, Observed(jobs={job1.artifact_hash: job1}), ModelDeploymentStatus(), T0)
     assert first.status.history == [], "applied, not yet serving: nothing recorded"
@@ -215,7 +213,7 @@ def test_history_follows_what_serves_all_traffic() -> None:
         (1, h1, "Superseded", T0, T2),
     ]
     assert status.history[0].manifest_sha256 == "b" * 64
-    v2 = _md_spec_v(2)
+    v2 = md_v(2)
     job2 = succeeded_job(v2, "b" * 64)
     done = Observed(jobs={job2.artifact_hash: job2}, deployment=deployment(job2.artifact_hash, done=True))
     _, resync = reconcile(v2, done, status, T3)
@@ -224,8 +222,8 @@ def test_history_follows_what_serves_all_traffic() -> None:
 
 def test_going_back_to_a_version_in_history_serves_it_without_a_job() -> None:
     status, h1, h2 = serve_v1_then_v2()
-    v1 = _md_spec_v(1)
-    job2 = succeeded_job(_md_spec_v(2), "b" * 64)
+    v1 = md_v(1)
+    job2 = succeeded_job(md_v(2), "b" * 64)
     # The spec goes back to version 1: its Job was removed when version 2 took over.
     observed = Observed(jobs={job2.artifact_hash: job2}, deployment=deployment(h2, done=True))
     decided, update = reconcile(v1, observed, status, T3)
@@ -266,12 +264,12 @@ def test_going_back_to_a_version_in_history_serves_it_without_a_job() -> None:
 def test_no_rollback_when_the_history_cannot_verify_the_artifact() -> None:
     status, h1, _ = serve_v1_then_v2()
     unverifiable = [e.model_copy(update={"manifest_sha256": None}) for e in status.history]
-    decided = plan(_md_spec_v(1), Observed(), status.model_copy(update={"history": unverifiable}), OWNER)
+    decided = plan(md_v(1), Observed(), status.model_copy(update={"history": unverifiable}), OWNER)
     assert decided.rollback is None and optimizer_jobs(decided) == [job_name("digits", h1)]
 
 
 def test_an_artifact_served_as_is_never_uses_the_history() -> None:
-    md = _md_spec_v(1, optimization={"enabled": False})
+    md = md_v(1, optimization={"enabled": False})
     md = md.model_copy(
         update={
             "spec": md.spec.model_copy(
@@ -294,7 +292,7 @@ def test_the_retention_job_keeps_every_artifact_of_the_history() -> None:
     retain 0), and nothing else beyond what serves."""
     status, h1, h2 = serve_v1_then_v2()
     status = status.model_copy(update={"history": [*status.history, entry(7, "aborted7", HistoryOutcome.ABORTED)]})
-    v3 = _md_spec_v(3, artifacts={"retain": 0})
+    v3 = md_v(3, artifacts={"retain": 0})
     job3 = succeeded_job(v3)
     decided = plan(v3, Observed(jobs={job3.artifact_hash: job3}, deployment=deployment(h2, done=True)), status, OWNER)
     (prune,) = [c for c in decided.create if c["metadata"]["name"].startswith("digits-prune-")]
