@@ -391,3 +391,59 @@ def test_the_status_patch_removes_nested_fields_no_longer_set() -> None:
         "rollout": {"step": 1, "stepReadyAt": None, "analysis": []},
     }
     assert status_patch({}, old) == {"phase": None, "rollout": None}
+
+
+def test_an_aborted_canary_is_recorded_once_in_the_history(
+    v1: ModelDeployment, make_md: Callable[..., ModelDeployment]
+) -> None:
+    cluster = Cluster()
+    running(cluster, v1)
+    cluster.stuck.add("digits-canary")
+    v2 = new_version(v1, make_md, progressDeadlineSeconds=30)
+    cluster.reconcile(v2, at(0))
+    cluster.reconcile(v2, at(30))
+    cluster.reconcile(v2, at(60))
+    aborted = [e for e in cluster.status.history if e.outcome == "Aborted"]
+    assert len(aborted) == 1 and aborted[0].version == 2
+    assert "check readiness" in aborted[0].message and aborted[0].from_ == stamp_of(at(0))
+    assert cluster.status.history[-1].outcome == "Promoted" and cluster.status.history[-1].version == 1
+
+
+def stamp_of(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_rollback_to_a_revision_in_the_history_skips_the_canary_steps(
+    make_md: Callable[..., ModelDeployment],
+) -> None:
+    from modeldeploy.api.status import HistoryEntry
+
+    as_is = make_md(spec={**AS_IS, "model": {**AS_IS["model"], "version": 2}, "rollout": CANARY})
+    cluster = Cluster()
+    running(cluster, as_is)
+    optimized = make_md(spec={**AS_IS, "optimization": {"enabled": True}, "rollout": CANARY})
+    digest = desired_artifact(optimized.name, optimized.spec, optimized.namespace).hash
+    served_before = HistoryEntry.model_validate(
+        {
+            "version": 1,
+            "artifactHash": digest,
+            "storageUri": f"pvc://models/modeldeploy/digits/{digest}/1",
+            "manifestSha256": "ab" * 32,
+            "outcome": "Superseded",
+            "from": "2026-11-30T12:00:00Z",
+            "to": "2026-12-01T11:00:00Z",
+        }
+    )
+    cluster.status = cluster.status.model_copy(update={"history": [*cluster.status.history, served_before]})
+    decided, events = cluster.reconcile(optimized, at(1))
+    assert decided.rollback is not None and decided.rollout is not None and decided.rollout.promote
+    assert ("Deployment", "digits") in kinds_named(decided.apply) and (
+        "Deployment",
+        "digits-canary",
+    ) not in cluster.objects
+    assert cluster.status.rollout is not None and cluster.status.rollout.phase == "Promoting"
+    assert ("Promoting", "version 1 served before (status.history): promoted without canary steps") in [
+        (e.reason, e.message) for e in events
+    ]
+    cluster.reconcile(optimized, at(2))
+    assert cluster.status.rollout is not None and cluster.status.rollout.phase == "Promoted"
