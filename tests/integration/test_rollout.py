@@ -10,6 +10,7 @@ Deployment that nothing touches until promotion (its generation).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,6 +187,12 @@ def test_a_canary_that_cannot_become_ready_is_aborted_and_the_stable_untouched(
     assert any("check readiness" in w for w in warnings), warnings
     cols = columns(cp, namespace, name)
     assert cols["CANARY"] == "-" and cols["STATUS"].startswith("Degraded"), cols
+    # `kubectl describe` tells the story: the rollout's status, the condition and the Warning.
+    described = cp.kubectl("describe", "md", name, "-n", namespace).stdout
+    print(described)
+    for pattern in (r"Rollout:", r"Phase:\s+Aborted", r"RolloutAborted", r"check readiness", r"Stable Revision:"):
+        assert re.search(pattern, described), pattern
+    assert re.search(r"CanaryProgressing\s.*canary rollout of version 1 \(revision \w+\) started", described)
 
 
 def test_a_restarted_operator_resumes_at_the_same_step(

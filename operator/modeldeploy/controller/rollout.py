@@ -246,15 +246,6 @@ class _Machine:
             step_started_at=self.now,
             stable_replicas=g.stable.replicas,
         )
-        if replaced is not None and replaced.phase in ACTIVE:
-            self.events.append(
-                RolloutEvent(
-                    "Normal",
-                    Reason.CANARY_PROGRESSING,
-                    f"the spec changed during the rollout of revision {replaced.revision}: the canary restarts "
-                    f"at step 1/{status.steps} with revision {g.revision} (version {g.version})",
-                )
-            )
         direct = g.promote_directly
         if direct is None and g.stable.available == 0 and g.stable.replicas > 0:
             # Nothing serves that a canary could protect: the new revision replaces it at once.
@@ -265,6 +256,24 @@ class _Machine:
             )
             self.events.append(RolloutEvent("Normal", Reason.PROMOTING, direct))
             return self.decision(status, promote=True)
+        if replaced is None or replaced.phase not in ACTIVE:
+            self.events.append(
+                RolloutEvent(
+                    "Normal",
+                    Reason.CANARY_PROGRESSING,
+                    f"canary rollout of version {g.version} (revision {g.revision}) started, "
+                    f"{len(g.rollout.steps)} steps; revision {g.stable.revision} stays stable until promotion",
+                )
+            )
+        else:
+            self.events.append(
+                RolloutEvent(
+                    "Normal",
+                    Reason.CANARY_PROGRESSING,
+                    f"the spec changed during the rollout of revision {replaced.revision}: the canary restarts "
+                    f"at step 1/{status.steps} with revision {g.revision} (version {g.version})",
+                )
+            )
         return self.progress(status)
 
     def abort(self, status: RolloutStatus, failed: CheckResult, why: str) -> RolloutDecision:

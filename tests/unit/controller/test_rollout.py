@@ -140,7 +140,14 @@ def test_start_creates_the_first_step_canary_and_holds_the_stable() -> None:
     assert decision.holds_stable
     # woken at the progress deadline at the latest
     assert decision.requeue_after == 120
-    assert decision.events == []
+    assert [(e.type, e.reason, e.message) for e in decision.events] == [
+        (
+            "Normal",
+            Reason.CANARY_PROGRESSING,
+            "canary rollout of version 5 (revision new0000000) started, 2 steps; "
+            "revision old0000000 stays stable until promotion",
+        )
+    ]
 
 
 def test_waits_for_the_canary_pods_before_the_pause_counts() -> None:
