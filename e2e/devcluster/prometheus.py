@@ -94,6 +94,9 @@ def _config(scrape_interval: float, sd_dir: Path) -> str:
     interval = f"{int(scrape_interval * 1000)}ms"
     config = {
         "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
+        # Set here, not by flags: Prometheus 3 deprecates --log.level and --storage.tsdb.retention.time.
+        "runtime": {"log_level": "warn"},
+        "storage": {"tsdb": {"retention": {"time": "1h"}}},
         "scrape_configs": [
             {
                 "job_name": "modeldeploy-test",
@@ -168,8 +171,6 @@ class Prometheus:
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self._port}",
-            "--storage.tsdb.retention.time=1h",
-            "--log.level=warn",
         ]
         self._process = processes.spawn("prometheus", argv, log_path=self.log_path, cwd=workdir)
         deadline = time.monotonic() + timeout
