@@ -62,6 +62,12 @@ def test_an_error_ratio_the_exporter_sets_is_what_the_query_returns(
     assert sample.value == pytest.approx(15 / 110, rel=1e-12) and sample.error is None
 
 
+@pytest.mark.parametrize("timeout", [0.5, 1, 60])
+def test_the_timeout_is_one_prometheus_accepts(prometheus: Prometheus, timeout: float) -> None:
+    # The server is told the timeout too (it stops evaluating then); it must parse what we send.
+    assert query(prometheus.url, "vector(1)", timeout) == Sample(value=1.0)
+
+
 def test_a_query_matching_nothing_is_no_data(prometheus: Prometheus, metrics_exporter: MetricsExporter) -> None:
     sample = query(prometheus.url, f'sum({REQUEST_COUNT}{{model_name="no-such-model-{uuid.uuid4().hex}"}})', TIMEOUT)
     assert sample.no_data, sample

@@ -30,7 +30,8 @@ def query_url(url: str, promql: str, timeout: float) -> str:
     `url` is the server's base URL and may carry a path prefix (a Prometheus behind a proxy at
     /prometheus): the API path is appended to it.
     """
-    params = urllib.parse.urlencode({"query": promql, "timeout": f"{max(timeout, 0.001):g}s"})
+    # Plain seconds: Prometheus reads a number as seconds, but its duration syntax has no fractions ("0.5s").
+    params = urllib.parse.urlencode({"query": promql, "timeout": f"{max(timeout, 0.001):g}"})
     return f"{url.rstrip('/')}/api/v1/query?{params}"
 
 

@@ -195,9 +195,10 @@ def test_render_query_without_a_version() -> None:
 
 def test_the_query_url_carries_the_query_and_the_timeout() -> None:
     url = client.query_url("http://p:9090/prometheus/", 'sum(rate(x{a="b"}[1m]))', 5)
+    assert client.query_url("http://p", "up", 0.5).endswith("&timeout=0.5")
     base, _, params = url.partition("?")
     assert base == "http://p:9090/prometheus/api/v1/query"
-    assert urllib.parse.parse_qs(params) == {"query": ['sum(rate(x{a="b"}[1m]))'], "timeout": ["5s"]}
+    assert urllib.parse.parse_qs(params) == {"query": ['sum(rate(x{a="b"}[1m]))'], "timeout": ["5"]}
 
 
 def test_an_unusable_url_is_an_error_not_an_exception() -> None:
