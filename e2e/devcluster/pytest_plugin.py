@@ -32,10 +32,13 @@ from devcluster.assets import AssetsError
 if TYPE_CHECKING:
     from devcluster.controlplane import ControlPlane
     from devcluster.executor import JobPodExecutor
+    from devcluster.metrics_exporter import MetricsExporter
+    from devcluster.prometheus import Prometheus
     from devcluster.stack import OperatorProcess
     from modeldeploy.k8s.client import KubeClient
 
 _assets_error = pytest.StashKey[AssetsError]()
+_prometheus_error = pytest.StashKey[AssetsError]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,18 +46,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the control plane's binaries before the first test if any integration test was selected."""
-    if not any(item.get_closest_marker("integration") for item in session.items):
+    """Build the control plane's binaries before the first test if any integration test was selected,
+    and Prometheus if a selected test uses it (outside any test's timeout: a cold build takes minutes)."""
+    integration = any(item.get_closest_marker("integration") for item in session.items)
+    prometheus = any("prometheus" in getattr(item, "fixturenames", ()) for item in session.items)
+    if not (integration or prometheus):
         return
     from devcluster.assets import find_assets
+    from devcluster.prometheus import find_binary
 
     capture = session.config.pluginmanager.getplugin("capturemanager")
     live_output = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
     with live_output:
-        try:
-            find_assets(build_missing=True)
-        except AssetsError as exc:
-            session.config.stash[_assets_error] = exc
+        if integration:
+            try:
+                find_assets(build_missing=True)
+            except AssetsError as exc:
+                session.config.stash[_assets_error] = exc
+        if prometheus:
+            try:
+                find_binary(build_missing=True)
+            except AssetsError as exc:
+                session.config.stash[_prometheus_error] = exc
 
 
 @pytest.hookimpl(wrapper=True)
@@ -152,3 +165,29 @@ def operator_log(operator_process: OperatorProcess, request: pytest.FixtureReque
         with operator_process.log_path.open("rb") as handle:
             handle.seek(start)
             print("---- operator log during the test ----\n" + handle.read().decode(errors="replace")[-20000:])
+
+
+@pytest.fixture(scope="session")
+def prometheus(request: pytest.FixtureRequest) -> Iterator[Prometheus]:
+    """A real Prometheus (built from its pinned Go module), scraping every second what tests add."""
+    from devcluster.prometheus import Prometheus
+
+    error = request.config.stash.get(_prometheus_error, None)
+    if error is not None:
+        pytest.fail(f"Prometheus is unavailable: {error}", pytrace=False)
+    with Prometheus(scrape_interval=1.0) as server:
+        yield server
+
+
+@pytest.fixture
+def metrics_exporter(prometheus: Prometheus, request: pytest.FixtureRequest) -> Iterator[MetricsExporter]:
+    """A TF Serving look-alike metrics page for this test, scraped by `prometheus` (first scrape done);
+    its series carry the label test="<test name>" so tests never see each other's."""
+    from devcluster.metrics_exporter import MetricsExporter
+
+    with MetricsExporter() as exporter:
+        prometheus.add_target(exporter.address, {"test": request.node.name[:100]})
+        try:
+            yield exporter
+        finally:
+            prometheus.remove_target(exporter.address)

@@ -61,7 +61,9 @@ def test_the_wheel_holds_only_the_modeldeploy_package_and_its_metadata(wheel_fil
     assert "modeldeploy/cli/__init__.py" in wheel_files and "modeldeploy/py.typed" in wheel_files
 
 
-@pytest.mark.parametrize("word", ["devcluster", "demo", "kwok", "build.sh", "versions.env"])
+@pytest.mark.parametrize(
+    "word", ["devcluster", "demo", "kwok", "build.sh", "build_prometheus", "metrics_exporter", "versions.env"]
+)
 def test_the_wheel_ships_no_dev_cluster_or_demo(wheel_files: list[str], word: str) -> None:
     assert not [name for name in wheel_files if word in name]
 
