@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from modeldeploy.analysis.prometheus import Sample
+from modeldeploy.analysis.promql import Sample
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.reasons import Reason
 from modeldeploy.api.spec import ModelDeploymentSpec

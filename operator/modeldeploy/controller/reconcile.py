@@ -36,7 +36,6 @@ from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.drift import is_subset, service_ports_repair
 from modeldeploy.controller.observe import observe, referenced_claims
 from modeldeploy.controller.plan import plan
-from modeldeploy.controller.rollout import analysis_query
 from modeldeploy.controller.status import EventSpec, StatusUpdate, cancelled_event, failed_status, status_of
 from modeldeploy.controller.views import Rejection
 from modeldeploy.k8s.client import ApiError, KubeClient
@@ -253,7 +252,9 @@ class Reconciler:
         if config is None:
             return samples
         for check in config.checks:
-            promql = analysis_query(check.query, md.namespace or "", md.name, rollout.version, rollout.revision)
+            promql = prometheus.render_query(
+                check.query, md.namespace or "", md.name, rollout.version, rollout.revision
+            )
             try:
                 samples[check.name] = prometheus.query(config.url, promql, config.timeout_seconds)
             except Exception as exc:  # a client defect must not stop the reconcile

@@ -19,11 +19,10 @@ checks must run now, runs them, and calls `decide` again with their samples.
 from __future__ import annotations
 
 import math
-import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from modeldeploy.analysis.prometheus import Sample
+from modeldeploy.analysis.promql import Sample
 from modeldeploy.api.reasons import Reason
 from modeldeploy.api.spec import Comparison, PrometheusCheck, Rollout, RolloutStrategy
 from modeldeploy.api.status import CheckResult, RolloutPhase, RolloutStatus
@@ -44,13 +43,6 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
-
-
-def analysis_query(template: str, namespace: str, name: str, version: int | None, revision: str) -> str:
-    """A check's PromQL with ${namespace}, ${name}, ${version} and ${revision} filled in (anything
-    else that looks like a placeholder is left as written)."""
-    values = {"namespace": namespace, "name": name, "version": "" if version is None else str(version)}
-    return string.Template(template).safe_substitute(values, revision=revision)
 
 
 def canary_replicas(stable: int, weight: int) -> int:
@@ -474,7 +466,6 @@ __all__ = [
     "StableView",
     "achieved_weight",
     "analysis_due",
-    "analysis_query",
     "canary_replicas",
     "decide",
     "measure",

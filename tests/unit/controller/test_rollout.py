@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.analysis.prometheus import Sample
+from modeldeploy.analysis.promql import Sample
 from modeldeploy.api.reasons import Reason
 from modeldeploy.api.spec import Rollout
 from modeldeploy.api.status import RolloutPhase, RolloutStatus
