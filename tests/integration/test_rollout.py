@@ -20,6 +20,8 @@ import pytest
 
 from chart_support import sole_operator
 from devcluster.controlplane import ControlPlane
+from devcluster.metrics_exporter import REQUEST_COUNT, MetricsExporter
+from devcluster.prometheus import Prometheus
 from devcluster.stack import OperatorProcess, condition, make_claim, wait_for
 from modeldeploy.k8s.client import KubeClient
 
@@ -260,6 +262,52 @@ def test_a_spec_change_mid_rollout_restarts_at_the_first_step(
     apply(cp, md_manifest(name, namespace, steps=steps))
     wait_for("the canary Deployment to go", lambda: deployment(kube, namespace, f"{name}-canary") is None, 60)
     wait_for("the rollout cleared", lambda: not rollout_of(kube, namespace, name), 60)
+
+
+def test_prometheus_checks_promote_a_good_canary_and_abort_a_bad_one(
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    claim: Path,
+    operator_log: OperatorProcess,
+    prometheus: Prometheus,
+    metrics_exporter: MetricsExporter,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The operator queries a real Prometheus at every step: a clean canary passes, an error ratio
+    over the threshold aborts it with the value in the Warning."""
+    cp, name = control_plane, "analysed"
+    series = f'{REQUEST_COUNT}{{test="{request.node.name[:100]}", model_name="${{name}}"'
+    check = {
+        "name": "error-ratio",
+        "query": f'sum({series}, status!="OK"}}) / sum({series}}})',
+        "threshold": 0.01,
+        "mustBe": "Below",
+        "failOnNoData": True,
+    }
+    analysis = {"prometheus": {"url": prometheus.url, "intervalSeconds": 5, "checks": [check]}}
+    steps = [{"weight": 25, "pause": "2s"}, {"weight": 50, "pause": "2s"}]
+    apply(cp, md_manifest(name, namespace, steps=steps, analysis=analysis))
+    wait_ready(kube, namespace, name)
+
+    metrics_exporter.metrics.set_request_count(name, "OK", 100)
+    metrics_exporter.metrics.set_request_count(name, "INTERNAL", 0)
+    prometheus.wait_for(f"sum({series.replace('${name}', name)}}})", lambda total: total == 100)
+    apply(cp, md_manifest(name, namespace, version=2, steps=steps, analysis=analysis))
+    promoted = wait_rollout(kube, namespace, name, "promotion with a clean error ratio", phase="Promoted", version=2)
+    [result] = [r for r in promoted["analysis"] if r["name"] == "error-ratio"]
+    assert result["passed"] and result["value"] == 0 and result["failures"] == 0, result
+
+    metrics_exporter.metrics.set_request_count(name, "INTERNAL", 25)
+    prometheus.wait_for(f"sum({series.replace('${name}', name)}}})", lambda total: total == 125)
+    apply(cp, md_manifest(name, namespace, version=3, steps=steps, analysis=analysis))
+    aborted = wait_rollout(kube, namespace, name, "the abort on the error ratio", phase="Aborted", version=3)
+    assert "check error-ratio = 0.2 (0.2 not <= 0.01; 1 failures)" in aborted["message"], aborted["message"]
+    assert aborted["step"] == 0
+    warnings = events(cp, namespace, name, "RolloutAborted")
+    assert any("check error-ratio = 0.2" in w for w in warnings), warnings
+    stable = deployment(kube, namespace, name)
+    assert stable is not None and stable["metadata"]["annotations"]["modeldeploy.io/model-version"] == "2"
 
 
 @pytest.fixture(autouse=True)
