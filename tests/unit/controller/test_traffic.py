@@ -12,7 +12,7 @@ import pytest
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.status import ModelDeploymentStatus
-from modeldeploy.controller.builders import Owner, build_service, desired_artifact
+from modeldeploy.controller.builders import Owner, build_service, desired_artifact, render_all
 from modeldeploy.controller.builders.labels import MODEL_DEPLOYMENT_LABEL, TRACK_LABEL
 from modeldeploy.controller.builders.names import job_name
 from modeldeploy.controller.builders.traffic import build_http_route, build_track_service, traffic_child_keys
@@ -39,6 +39,10 @@ def serving(md: ModelDeployment) -> Observed:
     job = JobView(job_name(md.name, digest), digest, JobState.SUCCEEDED)
     deployment = DeploymentView("digits", digest, 2, 2, 1, 1, 1, True, "", "", "")
     return Observed(jobs={digest: job}, deployment=deployment)
+
+
+def weights(route: dict[str, Any]) -> list[int]:
+    return [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]]
 
 
 def by_key(manifests: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -107,6 +111,15 @@ def test_a_weight_outside_0_to_100_is_a_programming_error(make_md: Callable[...,
 def test_no_route_without_gateway_api(make_md: Callable[..., ModelDeployment]) -> None:
     with pytest.raises(ValueError, match="gatewayAPI is not set"):
         build_http_route(make_md(), 0, OWNER)
+
+
+def test_render_prints_the_routing_children_when_the_spec_asks_for_them(
+    make_md: Callable[..., ModelDeployment],
+) -> None:
+    routed_children = by_key(render_all(routed(make_md)))
+    assert set(traffic_child_keys("digits")) <= set(routed_children)
+    assert weights(routed_children[("HTTPRoute", "digits")]) == [100, 0]
+    assert not set(traffic_child_keys("digits")) & set(by_key(render_all(make_md())))
 
 
 # -- the planner ----------------------------------------------------------------------------------------
