@@ -60,7 +60,9 @@ def test_the_real_crd_stores_the_route_and_services_the_builders_make(
     """Created through the operator's own client; read back, every field we set is there as we set it
     (else each reconcile would re-apply it)."""
     assert "httproutes.gateway.networking.k8s.io" in gateway_api_crds
-    md = parse_model_deployment(md_manifest("digits", namespace, {**GATEWAY, "hostnames": ["digits.example.com"]}))
+    md = parse_model_deployment(
+        md_manifest("digits", namespace, {**GATEWAY, "hostnames": ["digits.example.com", "*.models.example.com"]})
+    )
     # No owner: the ModelDeployment is not stored here; the owner reference is checked in the next test.
     manifests = [build_track_service(md, t, None) for t in ("stable", "canary")] + [build_http_route(md, 10, None)]
     for manifest in manifests:

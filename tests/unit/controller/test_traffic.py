@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from modeldeploy.api import ModelDeployment
+from modeldeploy.api import InvalidModelDeployment, ModelDeployment
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.controller.builders import Owner, build_service, desired_artifact, render_all
 from modeldeploy.controller.builders.labels import MODEL_DEPLOYMENT_LABEL, TRACK_LABEL
@@ -120,6 +120,14 @@ def test_render_prints_the_routing_children_when_the_spec_asks_for_them(
     assert set(traffic_child_keys("digits")) <= set(routed_children)
     assert weights(routed_children[("HTTPRoute", "digits")]) == [100, 0]
     assert not set(traffic_child_keys("digits")) & set(by_key(render_all(make_md())))
+
+
+@pytest.mark.parametrize("hostname", ["Digits.example.com", "digits.example.com.", "*.*.example.com", "a_b.example"])
+def test_the_api_refuses_host_names_the_http_route_schema_refuses(
+    make_md: Callable[..., ModelDeployment], hostname: str
+) -> None:
+    with pytest.raises(InvalidModelDeployment, match="hostnames"):
+        routed(make_md, hostnames=[hostname])
 
 
 # -- the planner ----------------------------------------------------------------------------------------
