@@ -104,7 +104,8 @@ def test_old_artifacts_are_pruned_and_a_deleted_model_deployment_leaves_none(
 ) -> None:
     claim = make_claim(control_plane, storage_root, namespace, "models", reference_models)
     store = claim / "modeldeploy" / "kept"
-    manifest = md_manifest("kept", namespace, 1, artifacts={"retain": 0})
+    # historyLimit 1: status.history (whose artifacts are never pruned) names only what serves.
+    manifest = md_manifest("kept", namespace, 1, artifacts={"retain": 0}, rollout={"historyLimit": 1})
     served: list[str] = []
     for version in (1, 2, 3):
         manifest["spec"]["model"]["version"] = version

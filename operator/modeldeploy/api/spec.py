@@ -688,8 +688,10 @@ class Artifacts(ApiModel):
         le=MAX_RETAIN,
         description=(
             "How many earlier artifacts of this ModelDeployment stay on the claim, newest first, besides "
-            "the one served and the one being built (0 to 100). When a new artifact becomes served, a "
-            "cleanup Job removes the older ones; deleting the ModelDeployment removes them all."
+            "the one served and the one being built (0 to 100). Artifacts listed in status.history "
+            "(spec.rollout.historyLimit of them) are kept too, so that an instant rollback finds them. When a "
+            "new artifact becomes served, a cleanup Job removes the older ones; deleting the ModelDeployment "
+            "removes them all."
         ),
     )
     signing_key_secret: str | None = Field(

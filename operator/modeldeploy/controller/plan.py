@@ -3,7 +3,7 @@ which children should exist. Pure: no I/O. What the status says about it is `sta
 
 Which artifact serves:
 - the artifact the spec asks for, once its optimization Job succeeded (or at once for a SavedModel
-  served as is);
+  served as is, or when status.history says it served before: an instant rollback, no Job);
 - otherwise the last artifact that served (status.servedArtifact/servedUri), untouched, while the
   new one is built or after it failed;
 - otherwise nothing yet: no Deployment until the first artifact exists.
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from modeldeploy.api import ModelDeployment
 from modeldeploy.api.reasons import Reason
-from modeldeploy.api.status import LayerSparsity, ModelDeploymentStatus, OptimizationResult, WorstSlice
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.status import HistoryEntry, LayerSparsity, ModelDeploymentStatus, OptimizationResult, WorstSlice
 from modeldeploy.controller.builders import (
     Owner,
     build_job,
@@ -35,6 +36,7 @@ from modeldeploy.controller.builders.cleanup import build_prune_job
 from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.names import prune_job_name
 from modeldeploy.controller.builders.traffic import build_traffic_children, traffic_child_keys
+from modeldeploy.controller.history import artifact_from_history, find_rollback, result_from_history
 from modeldeploy.controller.views import JobState, JobView, Observed
 from modeldeploy.k8s.kinds import PRUNABLE_KINDS
 
@@ -63,6 +65,8 @@ class Plan:
     initial: dict[tuple[str, str], Manifest] = field(default_factory=dict)
     # rollout.trafficRouting.gatewayAPI cannot be realised (no HTTPRoute kind): Ready says so
     routing_blocked: Blocked | None = None
+    # The history entry the desired artifact is served from, without a Job (an instant rollback).
+    rollback: HistoryEntry | None = None
 
 
 def result_from_job(job: JobView) -> OptimizationResult:
@@ -129,11 +133,22 @@ def _retention(
     out.delete += [("Job", n) for n, finished in sorted(observed.cleanup_jobs.items()) if n != wanted and finished]
     if serve is None or wanted is None or wanted in observed.cleanup_jobs:
         return []
-    # Never remove what the spec asks for, what served before, or what the pods still run.
-    keep = {desired.hash, previous.served_artifact or ""}
+    # Never remove what the spec asks for, what served before, what the pods still run, or what
+    # status.history lists (the audit trail names it, and an instant rollback serves it again).
+    keep = {desired.hash, previous.served_artifact or ""} | {e.artifact_hash for e in previous.history}
     if observed.deployment is not None:
         keep.add(observed.deployment.artifact_hash)
     return [build_prune_job(md, serve.hash, keep, owner)]
+
+
+def rollback_from_history(
+    spec: ModelDeploymentSpec, desired: Artifact, previous: ModelDeploymentStatus, *, succeeded: bool
+) -> HistoryEntry | None:
+    """The history entry to serve the desired artifact from, when it would otherwise need a Job
+    that has not succeeded: the spec went back to an artifact that served before."""
+    if succeeded or not needs_job(spec):
+        return None
+    return find_rollback(previous.history, desired.hash)
 
 
 def initial_deployment(md: ModelDeployment, deployment: Manifest) -> Manifest:
@@ -181,12 +196,17 @@ def plan(
     succeeded = job is not None and job.state == JobState.SUCCEEDED
     if succeeded and job is not None and job.summary is not None:
         desired = dataclasses.replace(desired, manifest_sha256=job.summary.manifest_sha256)
-    desired_ready = not needs_job(spec) or succeeded
+    rollback = rollback_from_history(spec, desired, previous, succeeded=succeeded)
+    if rollback is not None:
+        desired = artifact_from_history(desired, rollback)
+    desired_ready = not needs_job(spec) or succeeded or rollback is not None
     serve = desired if desired_ready else previous_artifact(md, previous)
     result = result_from_job(job) if succeeded and job is not None else previous.optimization
-    out = Plan(desired, serve, job, result)
+    if rollback is not None and (result is None or result.artifact_hash != rollback.artifact_hash):
+        result = result_from_history(rollback)  # the report of the Job that built it, as far as kept
+    out = Plan(desired, serve, job, result, rollback=rollback)
 
-    if needs_job(spec) and job is None:
+    if needs_job(spec) and job is None and rollback is None:
         out.create.append(build_job(md, owner))
     # Jobs of artifacts that are neither wanted nor serving are history: remove finished ones, and
     # cancel running ones (only the newest wanted artifact may hold a CPU and a few GiB; quick edits
@@ -220,4 +240,12 @@ def plan(
     return out
 
 
-__all__ = ["Blocked", "Plan", "initial_deployment", "plan", "previous_artifact", "result_from_job"]
+__all__ = [
+    "Blocked",
+    "Plan",
+    "initial_deployment",
+    "plan",
+    "previous_artifact",
+    "result_from_job",
+    "rollback_from_history",
+]

@@ -1,14 +1,17 @@
 """The status of a ModelDeployment, from the plan and what was observed. Pure: the clock is an argument.
 
 Three conditions, rolled up into a phase and the printer columns' strings:
-- `Optimized`: the artifact the spec asks for exists (True), is being built (False, Optimizing),
-  or could not be built (False, with the optimizer's reason: QualityGateFailed, FetchFailed...).
+- `Optimized`: the artifact the spec asks for exists (True; reason RolledBack when it is served
+  again from status.history without a Job), is being built (False, Optimizing), or could not be
+  built (False, with the optimizer's reason: QualityGateFailed, FetchFailed...).
 - `ServingReady`: the TF Serving Deployment is Available and runs the artifact we applied.
 - `Ready`: clients can use the model. It stays True while an older version keeps serving after a
   failed optimization (reason ServingPreviousVersion), like a Deployment stays Available after a
   failed rollout; `Optimized` then says what went wrong.
 Conditions keep their lastTransitionTime while their status holds. Events are posted for the
 transitions a user cares about (`transition_events`), Warning when the reason says a human should look.
+`status.history` (the audit trail, `history.py`) is carried from pass to pass and grows when an
+artifact starts serving all traffic (`with_history`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from modeldeploy.controller.builders.artifacts import Artifact
 from modeldeploy.controller.builders.labels import SERVING, selector_labels
 from modeldeploy.controller.builders.names import job_name, serving_name
 from modeldeploy.controller.builders.service import model_url
+from modeldeploy.controller.history import (
+    entry_from_status,
+    record_serving,
+    rollback_condition_message,
+    rollback_event_message,
+)
 from modeldeploy.controller.plan import Plan
 from modeldeploy.controller.views import DeploymentView, JobState, JobView, Observed, PodProblem, Rejection
 
@@ -177,6 +186,10 @@ def optimized_condition(
     optimized, job = ConditionType.OPTIMIZED, decided.job
     if not needs_job(md.spec):
         return new_condition(optimized, TRUE, Reason.NOT_REQUIRED, "the SavedModel is served as it is", generation)
+    if decided.rollback is not None:
+        return new_condition(
+            optimized, TRUE, Reason.ROLLED_BACK, rollback_condition_message(decided.rollback), generation
+        )
     version = md.spec.model.version
     refused = [r for r in rejected if r.kind == "Job"]
     if refused and job is None:
@@ -414,4 +427,32 @@ def status_of(
         url=model_url(md) if serve else None,
         conditions=merge_conditions(previous.conditions, [optimized, serving, ready], now),
     )
-    return StatusUpdate(status, one_event_per_reason(transition_events(previous.conditions, status.conditions)))
+    status, history_events = with_history(md, decided, status, previous, now, serving_all=_is_true(serving))
+    events = one_event_per_reason(transition_events(previous.conditions, status.conditions))
+    return StatusUpdate(status, history_events + events)
+
+
+def with_history(
+    md: ModelDeployment,
+    decided: Plan,
+    status: ModelDeploymentStatus,
+    previous: ModelDeploymentStatus,
+    now: str,
+    *,
+    serving_all: bool,
+) -> tuple[ModelDeploymentStatus, list[EventSpec]]:
+    """`status` with status.history carried over and, once the serving Deployment is updated and
+    available with the served artifact (`serving_all`), that artifact recorded; and the RolledBack
+    Event when the spec went back to an artifact of the history."""
+    rollback, events = decided.rollback, []
+    if rollback is not None and rollback.optimized_summary:
+        status = status.model_copy(update={"optimized_summary": rollback.optimized_summary})
+    if rollback is not None and previous.served_artifact != rollback.artifact_hash:
+        before = next((c for c in previous.conditions if c.type == ConditionType.OPTIMIZED), None)
+        if before is None or (before.status, before.reason) != (TRUE, Reason.ROLLED_BACK):
+            events.append(EventSpec("Normal", Reason.ROLLED_BACK, rollback_event_message(rollback)))
+    served = entry_from_status(status, now) if serving_all else None
+    if served is not None and rollback is not None and served.artifact_hash == rollback.artifact_hash:
+        served = served.model_copy(update={"message": "rolled back: served again from history, no optimization Job"})
+    history = record_serving(previous.history, served, now, md.spec.rollout.history_limit)
+    return status.model_copy(update={"history": history}), events

@@ -106,4 +106,15 @@ def test_subresources_and_printer_columns() -> None:
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.serving.replicas"
     assert version["subresources"]["scale"]["labelSelectorPath"] == ".status.selector"
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["READY", "MODEL", "SERVING", "VERSION", "STATUS", "CANARY", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"]
+    assert columns == [
+        "READY",
+        "MODEL",
+        "SERVING",
+        "VERSION",
+        "STATUS",
+        "CANARY",
+        "OPTIMIZED",
+        "SIZE",
+        "REPLICAS",
+        "AGE",
+    ]
