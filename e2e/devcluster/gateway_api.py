@@ -11,6 +11,7 @@ validated, never programmed.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from collections.abc import Callable
@@ -62,16 +63,22 @@ def install(cp: ControlPlane, *, timeout: float = 120.0) -> list[str]:
     folder = crds_dir()
     cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(folder), timeout=timeout)
     names = crd_names(folder)
-    cp.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *(f"crd/{n}" for n in names))
+    wait_established(cp, names, timeout)
     _wait(lambda: httproute_served(cp), "HTTPRoute to be served", timeout)
     return names
 
 
-def uninstall(cp: ControlPlane, *, timeout: float = 120.0) -> None:
-    """Delete the CRDs (and every route with them) and wait until HTTPRoute is no longer served."""
-    folder = crds_dir()
-    cp.kubectl("delete", "--ignore-not-found", "--wait=true", "-f", str(folder), timeout=timeout)
-    _wait(lambda: not httproute_served(cp), "HTTPRoute to be no longer served", timeout)
+def established(cp: ControlPlane, name: str) -> bool:
+    """Is the CRD Established? (`kubectl wait` fails outright on a CRD whose status has no
+    conditions yet, which is what it has for a moment after its creation.)"""
+    path = '{.status.conditions[?(@.type=="Established")].status}'
+    done = cp.kubectl("get", f"crd/{name}", "-o", f"jsonpath={path}", check=False)
+    return done.returncode == 0 and done.stdout.strip() == "True"
+
+
+def wait_established(cp: ControlPlane, names: list[str], timeout: float = 120.0) -> None:
+    for name in names:
+        _wait(functools.partial(established, cp, name), f"CRD {name} to be Established", timeout)
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:

@@ -121,10 +121,10 @@ def crd_installed(control_plane: ControlPlane, pytestconfig: pytest.Config) -> N
     control_plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def gateway_api_crds(control_plane: ControlPlane) -> list[str]:
-    """The Gateway API's standard-channel CRDs (pinned in versions.env), applied and Established; per
-    test, since a test may remove them (they are cluster-wide) to see the operator without them."""
+    """The Gateway API's standard-channel CRDs (pinned in versions.env, fetched on first use),
+    applied server-side and Established, with HTTPRoute served; returns the CRD names."""
     from devcluster import gateway_api
 
     try:
