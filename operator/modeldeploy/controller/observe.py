@@ -15,6 +15,7 @@ from modeldeploy.controller.builders import names as child_names
 from modeldeploy.controller.builders.artifacts import claims_read
 from modeldeploy.controller.builders.deployment import VERIFY_CONTAINER
 from modeldeploy.controller.builders.labels import ARTIFACT_CLEANUP, COMPONENT_LABEL, OPTIMIZER, SERVING
+from modeldeploy.controller.builders.traffic import TRACKS
 from modeldeploy.controller.cache import Snapshot
 from modeldeploy.controller.views import (
     Observed,
@@ -31,13 +32,15 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 def child_names_by_kind(md_name: str) -> dict[str, tuple[str, ...]]:
     """The serving children a ModelDeployment may have, by kind (their names are deterministic)."""
     serving = child_names.serving_name(md_name)
+    tracks = tuple(child_names.track_service_name(md_name, t) for t in TRACKS)
     return {
         "ConfigMap": (child_names.model_config_name(md_name), child_names.serving_config_name(md_name)),
         "Deployment": (serving,),
-        "Service": (serving,),
+        "Service": (serving, *tracks),
         "HorizontalPodAutoscaler": (serving,),
         "PodDisruptionBudget": (serving,),
         "NetworkPolicy": (serving,),
+        "HTTPRoute": (serving,),
     }
 
 
@@ -57,8 +60,9 @@ def owned_by(obj: dict[str, Any], md_name: str) -> bool:
     return any(r.get("kind") == KIND and r.get("name") == md_name for r in refs)
 
 
-def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
-    """The views of one ModelDeployment's children, pods and claims, from what the cache holds."""
+def observe(snapshot: Snapshot, md: ModelDeployment, *, missing_kinds: frozenset[str] = frozenset()) -> Observed:
+    """The views of one ModelDeployment's children, pods and claims, from what the cache holds.
+    `missing_kinds`: the optional kinds the API server does not serve (the runtime knows)."""
     md_name = md.name
     pods_by_job: dict[str, list[dict[str, Any]]] = {}
     serving_pods = []
@@ -98,4 +102,5 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
         cleanup_jobs=cleanup_jobs,
         pod_problems=pod_problems(serving_pods),
         pending_claims=pending,
+        missing_kinds=missing_kinds,
     )

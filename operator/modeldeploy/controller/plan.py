@@ -7,6 +7,11 @@ Which artifact serves:
 - otherwise the last artifact that served (status.servedArtifact/servedUri), untouched, while the
   new one is built or after it failed;
 - otherwise nothing yet: no Deployment until the first artifact exists.
+
+With spec.rollout.trafficRouting.gatewayAPI, the serving children also include the two track
+Services and the HTTPRoute (builders/traffic.py), whose canary weight is `plan`'s `canary_weight`
+(0 outside a rollout); when the API server does not serve HTTPRoute, they are not built and the
+plan carries the problem (`routing_blocked`) for the Ready condition.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from modeldeploy.controller.builders.artifacts import Artifact, signing_key_secr
 from modeldeploy.controller.builders.cleanup import build_prune_job
 from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.names import prune_job_name
+from modeldeploy.controller.builders.traffic import build_traffic_children, traffic_child_keys
 from modeldeploy.controller.history import artifact_from_history, find_rollback, result_from_history
 from modeldeploy.controller.views import JobState, JobView, Observed
 from modeldeploy.k8s.kinds import PRUNABLE_KINDS
@@ -57,6 +63,8 @@ class Plan:
     cancel: list[JobView] = field(default_factory=list)
     # (kind, name) -> the manifest to create the child with, when it differs from what is applied
     initial: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    # rollout.trafficRouting.gatewayAPI cannot be realised (no HTTPRoute kind): Ready says so
+    routing_blocked: Blocked | None = None
     # The history entry the desired artifact is served from, without a Job (an instant rollback).
     rollback: HistoryEntry | None = None
 
@@ -149,7 +157,31 @@ def initial_deployment(md: ModelDeployment, deployment: Manifest) -> Manifest:
     return {**deployment, "spec": {**deployment["spec"], "replicas": md.spec.autoscaling.min_replicas}}
 
 
-def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatus, owner: Owner) -> Plan:
+HTTP_ROUTE = "HTTPRoute"
+
+
+def gateway_api_missing(md: ModelDeployment, observed: Observed) -> Blocked | None:
+    """The spec asks for an HTTPRoute the API server cannot store."""
+    if md.spec.rollout.traffic_routing.gateway_api is None or HTTP_ROUTE not in observed.missing_kinds:
+        return None
+    message = (
+        "rollout.trafficRouting.gatewayAPI is set, but the API server does not serve HTTPRoute "
+        "(gateway.networking.k8s.io/v1): install the Gateway API CRDs, then restart the operator; "
+        "no HTTPRoute or track Service is created until then"
+    )
+    return Blocked(Reason.GATEWAY_API_NOT_INSTALLED, message)
+
+
+def plan(
+    md: ModelDeployment,
+    observed: Observed,
+    previous: ModelDeploymentStatus,
+    owner: Owner,
+    *,
+    canary_weight: int = 0,
+) -> Plan:
+    """`canary_weight`: the canary's percentage of the HTTPRoute's traffic (gatewayAPI only); the
+    rollout decides it, 0 = everything to the stable track."""
     spec = md.spec
     desired = desired_artifact(md.name, spec, md.namespace)
     job = observed.jobs.get(desired.hash)
@@ -189,13 +221,22 @@ def plan(md: ModelDeployment, observed: Observed, previous: ModelDeploymentStatu
     policy = build_network_policy(md, owner)
     out.apply.append(policy)
     wanted: set[tuple[str, str]] = {(policy["kind"], policy["metadata"]["name"])}
+    out.routing_blocked = gateway_api_missing(md, observed)
     if serve is not None:
         for child in build_serving_children(md, serve, owner):
             out.apply.append(child)
             wanted.add((child["kind"], child["metadata"]["name"]))
             if child["kind"] == "Deployment" and spec.autoscaling.enabled:
                 out.initial[(child["kind"], child["metadata"]["name"])] = initial_deployment(md, child)
-    out.delete += [key for key in observed.children if key[0] in PRUNABLE_KINDS and key not in wanted]
+        if spec.rollout.traffic_routing.gateway_api is not None and out.routing_blocked is None:
+            for child in build_traffic_children(md, canary_weight, owner):
+                out.apply.append(child)
+                wanted.add((child["kind"], child["metadata"]["name"]))
+    # The track Services are Services like the main one: only their names say they may go.
+    removable = traffic_child_keys(md.name)
+    out.delete += [
+        key for key in observed.children if key not in wanted and (key[0] in PRUNABLE_KINDS or key in removable)
+    ]
     return out
 
 

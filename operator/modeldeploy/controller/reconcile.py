@@ -135,6 +135,8 @@ class Reconciler:
         self.default_signing_key_secret = default_signing_key_secret
         # Refused writes, by child. Only the worker holding a ModelDeployment's key touches its entries.
         self.refused: dict[ChildKey, RefusedWrite] = {}
+        # Optional kinds the API server does not serve (the runtime asks discovery at start).
+        self.missing_kinds: frozenset[str] = frozenset()
 
     def reconcile(self, namespace: str, name: str) -> ReconcileResult:
         with metrics.RECONCILE_SECONDS.time():
@@ -178,7 +180,7 @@ class Reconciler:
             return result
 
         self.cache.record_claims(namespace, name, referenced_claims(md))
-        observed = observe(snapshot, md)
+        observed = observe(snapshot, md, missing_kinds=self.missing_kinds)
         decided = plan(md, observed, previous, Owner(name=name, uid=raw["metadata"]["uid"]))
         update = status_of(md, decided, observed, previous, now)
 

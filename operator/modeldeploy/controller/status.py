@@ -395,6 +395,12 @@ def status_of(
     still_serving = deployment is not None and serving_available(deployment) and not unreachable
     ready = ready_condition(md, decided, optimized, serving, generation, still_serving=still_serving)
     phase = phase_of(decided.desired, serve, optimized, serving, ready)
+    summary = status_summary(phase, decided.desired.version, optimized, serving, ready)
+    if decided.routing_blocked is not None and _is_true(ready):
+        # The pods serve through the main Service, but the routing the spec asks for cannot exist.
+        blocked = decided.routing_blocked
+        ready = new_condition(ConditionType.READY, FALSE, blocked.reason, blocked.message, generation)
+        phase, summary = Phase.DEGRADED, f"{Phase.DEGRADED.value}: {blocked.reason}"
     served_version, served_artifact, served_uri = (
         (serve.version, serve.hash, serve.location) if serve else (None, None, None)
     )
@@ -408,7 +414,7 @@ def status_of(
     status = ModelDeploymentStatus(
         observed_generation=generation,
         phase=phase,
-        summary=status_summary(phase, decided.desired.version, optimized, serving, ready),
+        summary=summary,
         served_version=served_version,
         served_artifact=served_artifact,
         served_uri=served_uri,

@@ -92,6 +92,8 @@ class Observed:
     pod_problems: dict[str, PodProblem] = field(default_factory=dict)
     # claims the pods mount that exist but are not bound to a volume
     pending_claims: tuple[str, ...] = ()
+    # optional kinds (kinds.py) the API server does not serve, e.g. HTTPRoute without the Gateway API
+    missing_kinds: frozenset[str] = frozenset()
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,11 @@ MANAGED_BY = "modeldeploy-operator"
 SERVING = "serving"
 OPTIMIZER = "optimizer"
 ARTIFACT_CLEANUP = "artifact-cleanup"
+# Which side of a rollout a serving pod belongs to; the track Services of rollout.trafficRouting
+# select on it (the main Service selects both tracks).
+TRACK_LABEL = "modeldeploy.io/track"
+STABLE = "stable"
+CANARY = "canary"
 
 
 @dataclass(frozen=True)
