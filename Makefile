@@ -60,9 +60,10 @@ crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models
 check-crds: venv ## Fail when the committed CRD differs from the generator's output
 	$(PY) scripts/generate_api.py --check
 
-controlplane: ## Build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm; and Prometheus
+controlplane: ## Build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok, helm and Prometheus; fetch the Gateway API CRDs
 	e2e/devcluster/build.sh
 	e2e/devcluster/build_prometheus.sh
+	e2e/devcluster/gateway_api.sh
 
 unit: venv ## Unit tests: pure functions, no server, no TensorFlow; and the repository's shape (the wheel holds only the product)
 	$(BIN)/pytest tests/unit tests/repo $(PYTEST_ARGS)

@@ -55,6 +55,8 @@ class Versions:
     etcd: str
     kwok: str
     helm: str
+    # Not part of cache_key: the Gateway API CRDs are files in their own folder (gateway_api.py).
+    gateway_api: str | None = None
 
     @property
     def cache_key(self) -> str:
@@ -104,6 +106,7 @@ def read_versions(path: Path = VERSIONS_FILE) -> Versions:
             etcd=values["ETCD_VERSION"],
             kwok=values["KWOK_VERSION"],
             helm=values["HELM_VERSION"],
+            gateway_api=values.get("GATEWAY_API_VERSION"),
         )
     except KeyError as exc:
         raise AssetsError(f"{path} lacks {exc.args[0]}") from None

@@ -135,6 +135,18 @@ def crd_installed(control_plane: ControlPlane, pytestconfig: pytest.Config) -> N
 
 
 @pytest.fixture(scope="session")
+def gateway_api_crds(control_plane: ControlPlane) -> list[str]:
+    """The Gateway API's standard-channel CRDs (pinned in versions.env, fetched on first use),
+    applied server-side and Established, with HTTPRoute served; returns the CRD names."""
+    from devcluster import gateway_api
+
+    try:
+        return gateway_api.install(control_plane)
+    except AssetsError as exc:
+        pytest.fail(f"the Gateway API CRDs are unavailable: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
 def executor(control_plane: ControlPlane, storage_root: Path) -> Iterator[JobPodExecutor]:
     """The test-side kubelet for optimizer pods (and pods labelled for it), for the whole session."""
     from devcluster.executor import JobPodExecutor

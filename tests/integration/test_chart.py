@@ -63,6 +63,7 @@ NAMESPACED_KINDS_THE_OPERATOR_WRITES = {
     ("apps", "deployments"),
     ("autoscaling", "horizontalpodautoscalers"),
     ("policy", "poddisruptionbudgets"),
+    ("gateway.networking.k8s.io", "httproutes"),
 }
 
 

@@ -106,6 +106,11 @@ all-namespaces mode, a Role per namespace in namespaced mode. Each verb is one t
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [list, watch, create, patch, delete]
+# rollout.trafficRouting.gatewayAPI: the HTTPRoute with the canary's weight. Granting a kind whose
+# CRDs are not installed is allowed; the operator then neither lists nor watches it.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [list, watch, create, patch, delete]
 # Whether the claims a ModelDeployment mounts exist (status says which one is missing).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

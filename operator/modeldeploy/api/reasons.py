@@ -154,7 +154,7 @@ REASONS: dict[str, ReasonInfo] = {
         warning=True,
         meaning=(
             "rollout.trafficRouting.gatewayAPI is set but the cluster has no HTTPRoute kind "
-            "(install the Gateway API CRDs)"
+            "(install the Gateway API CRDs, then restart the operator)"
         ),
     ),
     Reason.INVALID_SPEC: ReasonInfo(warning=True, meaning="the spec breaks a rule the API server could not check"),

@@ -819,6 +819,11 @@ class Analysis(ApiModel):
     prometheus: PrometheusAnalysis | None = Field(default=None, description="Optional metric checks.")
 
 
+# The HTTPRoute CRD's Hostname pattern (Gateway API standard channel): checked here so that a bad
+# host name is refused with the ModelDeployment, not later as a refused HTTPRoute.
+GATEWAY_HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
 class GatewayParentRef(ApiModel):
     """A Gateway (or another parent) the HTTPRoute attaches to."""
 
@@ -837,8 +842,13 @@ class GatewayAPIRouting(ApiModel):
     parent_refs: list[GatewayParentRef] = Field(
         min_length=1, max_length=8, description="The Gateways the HTTPRoute attaches to."
     )
-    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(
-        default_factory=list, max_length=16, description="Host names the route matches (default: any)."
+    hostnames: list[Annotated[str, Field(min_length=1, max_length=253, pattern=GATEWAY_HOSTNAME)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description=(
+            "Host names the route matches (default: any): lower-case DNS names, optionally with a leading "
+            "'*.' wildcard label, as the HTTPRoute's schema requires."
+        ),
     )
 
 

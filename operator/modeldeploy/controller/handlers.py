@@ -5,6 +5,10 @@ writes no annotations, and deleting a ModelDeployment never waits for the operat
 are `async` and only touch memory, so kopf's per-object queues never back up with event bodies;
 the reconciles run on the runtime's worker threads. Every watch of an owned kind carries a
 server-side label selector: unrelated pods and ConfigMaps never reach the operator.
+
+An optional kind (HTTPRoute) is registered at startup, after the runtime asked discovery, and only
+when the API server serves it: kopf starts its watches after the startup handlers, so the handler
+is in place in time, and a kind the cluster lacks costs no watch and no warning from kopf.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
             settings.watching.label_selectors[kind.api_version, kind.plural] = selector
     runtime: Runtime = memo.runtime
     runtime.prime()
+    for kind in runtime.watched_kinds():
+        if kind.optional:
+            _register(kind)
     runtime.start()
 
 
@@ -52,7 +59,15 @@ async def on_model_deployment(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -
     memo.runtime.on_event(KIND, event.get("type"), event["object"])
 
 
+_REGISTERED: set[str] = set()
+
+
 def _register(kind: Kind) -> None:
+    """One kopf event handler for a watched kind; once per process (startup may run again in tests)."""
+    if kind.kind in _REGISTERED:
+        return
+    _REGISTERED.add(kind.kind)
+
     async def on_watched(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo.runtime.on_event(kind.kind, event.get("type"), event["object"])
 
@@ -61,4 +76,5 @@ def _register(kind: Kind) -> None:
 
 
 for _kind in WATCHED_KINDS:
-    _register(_kind)
+    if not _kind.optional:
+        _register(_kind)

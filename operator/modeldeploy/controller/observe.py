@@ -16,12 +16,13 @@ from modeldeploy.controller.builders.artifacts import claims_read
 from modeldeploy.controller.builders.deployment import VERIFY_CONTAINER
 from modeldeploy.controller.builders.labels import (
     ARTIFACT_CLEANUP,
-    CANARY_TRACK,
+    CANARY,
     COMPONENT_LABEL,
     OPTIMIZER,
     SERVING,
     TRACK_LABEL,
 )
+from modeldeploy.controller.builders.traffic import TRACKS
 from modeldeploy.controller.cache import Snapshot
 from modeldeploy.controller.views import (
     Observed,
@@ -39,6 +40,7 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 def child_names_by_kind(md_name: str) -> dict[str, tuple[str, ...]]:
     """The serving children a ModelDeployment may have, by kind (their names are deterministic)."""
     serving = child_names.serving_name(md_name)
+    tracks = tuple(child_names.track_service_name(md_name, t) for t in TRACKS)
     return {
         "ConfigMap": (
             child_names.model_config_name(md_name),
@@ -47,10 +49,11 @@ def child_names_by_kind(md_name: str) -> dict[str, tuple[str, ...]]:
             child_names.canary_serving_config_name(md_name),
         ),
         "Deployment": (serving, child_names.canary_name(md_name)),
-        "Service": (serving,),
+        "Service": (serving, *tracks),
         "HorizontalPodAutoscaler": (serving,),
         "PodDisruptionBudget": (serving,),
         "NetworkPolicy": (serving,),
+        "HTTPRoute": (serving,),
     }
 
 
@@ -70,8 +73,9 @@ def owned_by(obj: dict[str, Any], md_name: str) -> bool:
     return any(r.get("kind") == KIND and r.get("name") == md_name for r in refs)
 
 
-def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
-    """The views of one ModelDeployment's children, pods and claims, from what the cache holds."""
+def observe(snapshot: Snapshot, md: ModelDeployment, *, missing_kinds: frozenset[str] = frozenset()) -> Observed:
+    """The views of one ModelDeployment's children, pods and claims, from what the cache holds.
+    `missing_kinds`: the optional kinds the API server does not serve (the runtime knows)."""
     md_name = md.name
     pods_by_job: dict[str, list[dict[str, Any]]] = {}
     serving_pods = []
@@ -83,7 +87,7 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
             serving_pods.append(pod)
     # A canary's pods answer for the canary (its deadline, its restarts), not for the stable version,
     # which may run the same artifact.
-    stable_pods = [p for p in serving_pods if p["metadata"].get("labels", {}).get(TRACK_LABEL) != CANARY_TRACK]
+    stable_pods = [p for p in serving_pods if p["metadata"].get("labels", {}).get(TRACK_LABEL) != CANARY]
     jobs = {}
     cleanup_jobs = {}
     for job in snapshot.of_kind("Job"):
@@ -117,4 +121,5 @@ def observe(snapshot: Snapshot, md: ModelDeployment) -> Observed:
         pending_claims=pending,
         canary=view_deployment(canary) if canary else None,
         canary_restarts=canary_restarts(serving_pods),
+        missing_kinds=missing_kinds,
     )

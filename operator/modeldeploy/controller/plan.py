@@ -11,6 +11,11 @@ Which artifact serves:
 With strategy Canary, the pods we build (the desired revision) replace what the stable Deployment
 runs only through `rollout.decide`: while a canary runs or after it was aborted, the stable
 Deployment and its ConfigMaps are left untouched and a canary Deployment takes the step's share.
+
+With spec.rollout.trafficRouting.gatewayAPI, the serving children also include the two track
+Services and the HTTPRoute (builders/traffic.py), whose canary weight is the rollout's
+(0 outside a rollout); when the API server does not serve HTTPRoute, they are not built and the
+plan carries the problem (`routing_blocked`) for the Ready condition.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from modeldeploy.controller.builders.names import (
     prune_job_name,
     serving_name,
 )
+from modeldeploy.controller.builders.traffic import build_traffic_children, traffic_child_keys
 from modeldeploy.controller.drift import is_subset
 from modeldeploy.controller.history import artifact_from_history, find_rollback, result_from_history
 from modeldeploy.controller.rollout import CanaryView, RolloutDecision, RolloutInput, StableView, decide
@@ -81,6 +87,8 @@ class Plan:
     initial: dict[tuple[str, str], Manifest] = field(default_factory=dict)
     # strategy Canary with a stable Deployment: where the rollout stands and what it needs
     rollout: RolloutDecision | None = None
+    # rollout.trafficRouting.gatewayAPI cannot be realised (no HTTPRoute kind): Ready says so
+    routing_blocked: Blocked | None = None
     # The history entry the desired artifact is served from, without a Job (an instant rollback).
     rollback: HistoryEntry | None = None
 
@@ -283,6 +291,21 @@ def _serving(
     return wanted
 
 
+HTTP_ROUTE = "HTTPRoute"
+
+
+def gateway_api_missing(md: ModelDeployment, observed: Observed) -> Blocked | None:
+    """The spec asks for an HTTPRoute the API server cannot store."""
+    if md.spec.rollout.traffic_routing.gateway_api is None or HTTP_ROUTE not in observed.missing_kinds:
+        return None
+    message = (
+        "rollout.trafficRouting.gatewayAPI is set, but the API server does not serve HTTPRoute "
+        "(gateway.networking.k8s.io/v1): install the Gateway API CRDs, then restart the operator; "
+        "no HTTPRoute or track Service is created until then"
+    )
+    return Blocked(Reason.GATEWAY_API_NOT_INSTALLED, message)
+
+
 def plan(
     md: ModelDeployment,
     observed: Observed,
@@ -291,9 +314,12 @@ def plan(
     *,
     now: datetime | None = None,
     samples: dict[str, Sample] | None = None,
+    canary_weight: int | None = None,
 ) -> Plan:
     """`now` drives a canary rollout (strategy Canary); without it the serving children are applied
-    as with RollingUpdate. `samples`: the Prometheus answers when `plan(...).rollout.wants_analysis`."""
+    as with RollingUpdate. `samples`: the Prometheus answers when `plan(...).rollout.wants_analysis`.
+    `canary_weight`: the HTTPRoute's canary percentage (gatewayAPI only) when given; by default the
+    rollout's (0 outside a rollout)."""
     spec = md.spec
     desired = desired_artifact(md.name, spec, md.namespace)
     job = observed.jobs.get(desired.hash)
@@ -333,9 +359,19 @@ def plan(
     policy = build_network_policy(md, owner)
     out.apply.append(policy)
     wanted: set[tuple[str, str]] = {(policy["kind"], policy["metadata"]["name"])}
+    out.routing_blocked = gateway_api_missing(md, observed)
     if serve is not None:
         wanted |= _serving(md, observed, previous, serve, owner, out, (now, samples) if now is not None else None)
-    out.delete += [key for key in observed.children if key[0] in PRUNABLE_KINDS and key not in wanted]
+        if spec.rollout.traffic_routing.gateway_api is not None and out.routing_blocked is None:
+            weight = canary_weight if canary_weight is not None else (out.rollout.weight if out.rollout else 0)
+            for child in build_traffic_children(md, weight, owner):
+                out.apply.append(child)
+                wanted.add((child["kind"], child["metadata"]["name"]))
+    # The track Services are Services like the main one: only their names say they may go.
+    removable = traffic_child_keys(md.name)
+    out.delete += [
+        key for key in observed.children if key not in wanted and (key[0] in PRUNABLE_KINDS or key in removable)
+    ]
     return out
 
 

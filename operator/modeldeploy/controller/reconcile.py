@@ -146,6 +146,8 @@ class Reconciler:
         self.default_signing_key_secret = default_signing_key_secret
         # Refused writes, by child. Only the worker holding a ModelDeployment's key touches its entries.
         self.refused: dict[ChildKey, RefusedWrite] = {}
+        # Optional kinds the API server does not serve (the runtime asks discovery at start).
+        self.missing_kinds: frozenset[str] = frozenset()
 
     def reconcile(self, namespace: str, name: str) -> ReconcileResult:
         with metrics.RECONCILE_SECONDS.time():
@@ -189,7 +191,7 @@ class Reconciler:
             return result
 
         self.cache.record_claims(namespace, name, referenced_claims(md))
-        observed = observe(snapshot, md)
+        observed = observe(snapshot, md, missing_kinds=self.missing_kinds)
         owner = Owner(name=name, uid=raw["metadata"]["uid"])
         decided = plan(md, observed, previous, owner, now=now_dt)
         if decided.rollout is not None and decided.rollout.wants_analysis and decided.rollout.status is not None:

@@ -333,6 +333,9 @@ class _Machine:
         # Through an HTTPRoute the share is exact once the pods answer; otherwise it is what the pods make.
         exact = step.weight if ready else 0
         achieved = exact if g.exact_weights else achieved_weight(g.stable.ready, ready_canary)
+        # What a route sends to the canary: nothing until the step's pods are ready (an HTTPRoute
+        # would send requests to a Service without endpoints).
+        route = exact if g.exact_weights else step.weight
         status = status.model_copy(
             update={
                 "weight": step.weight,
@@ -374,7 +377,7 @@ class _Machine:
             status = status.model_copy(
                 update={"message": f"{_step_words(status)}: waiting for canary pods ({ready_canary}/{wanted} ready)"}
             )
-            return self.decision(status, wanted, step.weight)
+            return self.decision(status, wanted, route)
 
         if ready_at is None:
             ready_at = g.now
@@ -393,7 +396,7 @@ class _Machine:
         if prometheus is not None and analysis_due(status, g.rollout, g.now):
             if g.samples is None:
                 status = status.model_copy(update={"message": self._running_message(status, step.weight, achieved)})
-                return self.decision(status, wanted, step.weight, wants_analysis=True)
+                return self.decision(status, wanted, route, wants_analysis=True)
             results = status.analysis
             for check in prometheus.checks:
                 before = next((r for r in results if r.name == check.name), None)
@@ -409,7 +412,7 @@ class _Machine:
 
         if g.now >= pause_end and not analysis_due(status, g.rollout, g.now):
             if status.step + 1 >= len(steps):
-                return self.promoting(status, wanted, step.weight)
+                return self.promoting(status, wanted, route)
             nxt = status.model_copy(
                 update={"step": status.step + 1, "step_started_at": self.now, "step_ready_at": None}
             )
@@ -420,7 +423,7 @@ class _Machine:
             last = parse_time(status.last_analysis_at) or g.now
             self.wake_at(last + timedelta(seconds=prometheus.interval_seconds))
         status = status.model_copy(update={"message": self._running_message(status, step.weight, achieved)})
-        return self.decision(status, wanted, step.weight)
+        return self.decision(status, wanted, route)
 
     def _running_message(self, status: RolloutStatus, weight: int, achieved: int) -> str:
         return (

@@ -7,7 +7,11 @@ exponential back-off, a success forgets its failures. The periodic resync queues
 cache knows: it costs no request, and writes only where something drifted.
 
 At start the cache is filled with one LIST per kind before any worker runs, so the first
-reconciles see the children that exist (no needless re-apply after an operator restart).
+reconciles see the children that exist (no needless re-apply after an operator restart). An
+optional kind (kinds.py: HTTPRoute, from the Gateway API CRDs) is first looked up in discovery:
+when the API server does not serve it, it is neither listed nor watched, and the reconciler is told
+(`missing_kinds`) so that a ModelDeployment asking for it gets a condition instead of failed
+requests retried forever. Installing the CRDs later takes an operator restart to be noticed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.queue import WorkQueue
 from modeldeploy.controller.reconcile import Reconciler
 from modeldeploy.k8s.client import KubeClient, is_unavailable
-from modeldeploy.k8s.kinds import KINDS, WATCHED_KINDS, Kind
+from modeldeploy.k8s.kinds import KINDS, OPTIONAL_KINDS, WATCHED_KINDS, Kind
 
 log = logging.getLogger("modeldeploy.runtime")
 DELETED = "DELETED"
@@ -45,6 +49,8 @@ class Runtime:
     queue: WorkQueue = field(default_factory=WorkQueue)
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    # Optional kinds the API server does not serve (found by `prime`): not listed, not watched.
+    missing_kinds: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.reconciler = Reconciler(
@@ -77,10 +83,31 @@ class Runtime:
 
     # -- start and stop ---------------------------------------------------------------------------------
 
+    def discover(self) -> frozenset[str]:
+        """The optional kinds the API server does not serve; one discovery request per kind."""
+        missing = set()
+        for kind in OPTIONAL_KINDS:
+            if not self.kube.served(kind.kind):
+                missing.add(kind.kind)
+                log.info(
+                    "%s (%s) is not served by the API server: not watched; ModelDeployments that need it "
+                    "report it in their Ready condition (install its CRDs, then restart the operator)",
+                    kind.kind,
+                    kind.api_version,
+                )
+        return frozenset(missing)
+
+    def watched_kinds(self) -> tuple[Kind, ...]:
+        """The kinds to list and watch: every watched kind the API server serves."""
+        return tuple(k for k in WATCHED_KINDS if k.kind not in self.missing_kinds)
+
     def prime(self) -> None:
-        """Fill the cache with one LIST per watched kind and scope, then queue every ModelDeployment."""
+        """Look up the optional kinds, fill the cache with one LIST per watched kind and scope, then
+        queue every ModelDeployment."""
+        self.missing_kinds = self.discover()
+        self.reconciler.missing_kinds = self.missing_kinds
         scopes: list[str | None] = list(self.config.namespaces) or [None]
-        for kind in (KINDS[KIND], *WATCHED_KINDS):
+        for kind in (KINDS[KIND], *self.watched_kinds()):
             for namespace in scopes:
                 items = self.kube.list(kind.kind, namespace, server_side_selector(kind))
                 # A LIST's items carry no apiVersion and kind (watch events do): without them every

@@ -476,6 +476,11 @@ def status_of(
     elif ready.reason == Reason.ROLLOUT_ABORTED:
         phase = Phase.DEGRADED
         summary = f"{phase.value}: v{decided.desired.version} failed ({Reason.ROLLOUT_ABORTED})"
+    if decided.routing_blocked is not None and _is_true(ready):
+        # The pods serve through the main Service, but the routing the spec asks for cannot exist.
+        blocked = decided.routing_blocked
+        ready = new_condition(ConditionType.READY, FALSE, blocked.reason, blocked.message, generation)
+        phase, summary = Phase.DEGRADED, f"{Phase.DEGRADED.value}: {blocked.reason}"
     served_version, served_artifact, served_uri = (
         (serve.version, serve.hash, serve.location) if serve else (None, None, None)
     )

@@ -15,7 +15,7 @@ from modeldeploy.api.reasons import POD_START_FAILURES, KubernetesReason, Reason
 from modeldeploy.contract.summary import OptimizerSummary, parse_summary
 from modeldeploy.controller.builders.labels import (
     ARTIFACT_LABEL,
-    CANARY_TRACK,
+    CANARY,
     MODEL_VERSION_ANNOTATION,
     REVISION_ANNOTATION,
     TRACK_LABEL,
@@ -109,6 +109,8 @@ class Observed:
     # the canary Deployment of a rollout, and its pods' container restarts by revision
     canary: DeploymentView | None = None
     canary_restarts: dict[str, int] = field(default_factory=dict)
+    # optional kinds (kinds.py) the API server does not serve, e.g. HTTPRoute without the Gateway API
+    missing_kinds: frozenset[str] = frozenset()
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -207,7 +209,7 @@ def canary_restarts(pods: list[dict[str, Any]]) -> dict[str, int]:
     restarts: dict[str, int] = {}
     for pod in pods:
         meta = pod["metadata"]
-        if meta.get("labels", {}).get(TRACK_LABEL) != CANARY_TRACK:
+        if meta.get("labels", {}).get(TRACK_LABEL) != CANARY:
             continue
         revision = meta.get("annotations", {}).get(REVISION_ANNOTATION, "")
         statuses = pod.get("status", {}).get("containerStatuses", []) or []

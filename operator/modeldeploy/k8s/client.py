@@ -152,6 +152,18 @@ class KubeClient:
             raise
         return obj
 
+    def served(self, kind: str) -> bool:
+        """Does the API server serve this kind? Discovery of its group version (a CRD's kind is absent
+        until someone installs the CRD): 404 when the group version is unknown."""
+        spec = KINDS[kind]
+        try:
+            found = self._call("GET", spec.path_prefix)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(r.get("name") == spec.plural for r in (found or {}).get("resources", []))
+
     def list(
         self, kind: str, namespace: str | None, label_selector: str | None = None, field_selector: str | None = None
     ) -> list[dict[str, Any]]:

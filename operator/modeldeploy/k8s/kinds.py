@@ -29,6 +29,7 @@ class Kind:
     watched: bool = False  # a watch wakes the reconcile of the owning ModelDeployment
     prunable: bool = False  # deleted when the spec no longer asks for it (e.g. autoscaling turned off)
     subresources: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (subresource, RBAC verbs)
+    optional: bool = False  # the API server may not serve it (a CRD someone else installs)
 
     @property
     def owned_by_label(self) -> bool:
@@ -77,6 +78,18 @@ KINDS: dict[str, Kind] = {
             "PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", Role.CHILD, _OWNED, watched=True, prunable=True
         ),
         Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", Role.CHILD, _OWNED, watched=True),
+        # rollout.trafficRouting.gatewayAPI: exact canary percentages. The Gateway API CRDs are the
+        # cluster's business, so the kind may be absent.
+        Kind(
+            "HTTPRoute",
+            "gateway.networking.k8s.io/v1",
+            "httproutes",
+            Role.CHILD,
+            _OWNED,
+            watched=True,
+            prunable=True,
+            optional=True,
+        ),
         # Our optimizer and serving pods (by label): termination messages, waiting reasons, refusals.
         Kind("Pod", "v1", "pods", Role.OBSERVED, ("list", "watch"), watched=True),
         # Any claim (users create them): a ModelDeployment waits for the claims it mounts.
@@ -88,6 +101,7 @@ KINDS: dict[str, Kind] = {
 
 PRUNABLE_KINDS = frozenset(k.kind for k in KINDS.values() if k.prunable)
 WATCHED_KINDS = tuple(k for k in KINDS.values() if k.watched)
+OPTIONAL_KINDS = tuple(k for k in KINDS.values() if k.optional)
 
 
 def rbac_rules() -> dict[tuple[str, str], frozenset[str]]:

@@ -185,10 +185,15 @@ def test_ready_canary_starts_the_pause_with_one_event() -> None:
 
 
 def test_exact_weights_through_a_route() -> None:
-    started = step(None, T0, exact=True).status
+    first = step(None, T0, exact=True)
+    started = first.status
     assert started is not None and started.achieved_weight == 0
+    assert first.weight == 0, "no traffic to a canary Service without ready pods"
     ready = step(started, at(5), canary_view=canary(1), exact=True)
-    assert ready.status is not None and ready.status.achieved_weight == 10
+    assert ready.status is not None and ready.status.achieved_weight == 10 and ready.weight == 10
+    second = step(ready.status, at(65), canary_view=canary(1), exact=True)
+    assert second.status is not None and second.status.step == 1 and second.weight == 0
+    assert step(second.status, at(66), canary_view=canary(4), exact=True).weight == 50
 
 
 # -- aborts --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from modeldeploy.controller.builders.labels import Owner
 from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.network import build_network_policy
 from modeldeploy.controller.builders.service import build_service
+from modeldeploy.controller.builders.traffic import build_traffic_children
 
 __all__ = [
     "Artifact",
@@ -57,4 +58,6 @@ def render_all(md: ModelDeployment, owner: Owner | None = None) -> list[Manifest
     (when one is needed) and the serving children for the artifact it will produce."""
     artifact = desired_artifact(md.name, md.spec, md.namespace)
     jobs = [build_job(md, owner)] if needs_job(md.spec) else []
-    return [build_network_policy(md, owner), *jobs, *build_serving_children(md, artifact, owner)]
+    # Outside a rollout the route sends everything to the stable track.
+    routing = build_traffic_children(md, 0, owner) if md.spec.rollout.traffic_routing.gateway_api else []
+    return [build_network_policy(md, owner), *jobs, *build_serving_children(md, artifact, owner), *routing]

@@ -21,10 +21,10 @@ from modeldeploy.controller.builders.artifacts import MODELS_ROOT, Artifact
 from modeldeploy.controller.builders.job import secret_env
 from modeldeploy.controller.builders.labels import (
     ARTIFACT_LABEL,
-    CANARY_TRACK,
+    CANARY,
     REVISION_ANNOTATION,
     SERVING,
-    STABLE_TRACK,
+    STABLE,
     TRACK_LABEL,
     WORKLOAD_CHECKOV_SKIPS,
     Owner,
@@ -125,7 +125,7 @@ def build_deployment(md: ModelDeployment, artifact: Artifact, config_checksum: s
     spec = md.spec
     serving = spec.serving
     labels = child_labels(md.name, SERVING, artifact.version)
-    pod_labels = {**serving.pod_labels, **labels, ARTIFACT_LABEL: artifact.hash, TRACK_LABEL: STABLE_TRACK}
+    pod_labels = {**serving.pod_labels, **labels, ARTIFACT_LABEL: artifact.hash, TRACK_LABEL: STABLE}
     metrics_port = str(tfserving.REST_PORT)
     pod_annotations = {
         "prometheus.io/scrape": "true",
@@ -273,9 +273,9 @@ def build_canary_deployment(md: ModelDeployment, stable: Manifest, replicas: int
     meta.setdefault("annotations", {})[REVISION_ANNOTATION] = revision
     spec = canary["spec"]
     spec["replicas"] = replicas
-    spec["selector"] = {"matchLabels": {**spec["selector"]["matchLabels"], TRACK_LABEL: CANARY_TRACK}}
+    spec["selector"] = {"matchLabels": {**spec["selector"]["matchLabels"], TRACK_LABEL: CANARY}}
     template = spec["template"]
-    template["metadata"]["labels"][TRACK_LABEL] = CANARY_TRACK
+    template["metadata"]["labels"][TRACK_LABEL] = CANARY
     # On the pods too: their restarts count against the canary only while they run this revision.
     template["metadata"].setdefault("annotations", {})[REVISION_ANNOTATION] = revision
     for volume in template["spec"]["volumes"]:

@@ -16,11 +16,6 @@ from modeldeploy.controller.builders.names import serving_name
 MODEL_DEPLOYMENT_LABEL = "modeldeploy.io/model-deployment"
 ARTIFACT_LABEL = "modeldeploy.io/artifact"
 MODEL_VERSION_ANNOTATION = "modeldeploy.io/model-version"
-# Which Deployment a serving pod belongs to: the stable one or a canary (issue 12). Stable pods carry
-# it whatever the strategy, so that switching strategy never rolls the pods.
-TRACK_LABEL = "modeldeploy.io/track"
-STABLE_TRACK = "stable"
-CANARY_TRACK = "canary"
 # On a serving Deployment (and a canary's pods): the revision its pod template is, see `revision_of`.
 REVISION_ANNOTATION = "modeldeploy.io/revision"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -28,6 +23,12 @@ MANAGED_BY = "modeldeploy-operator"
 SERVING = "serving"
 OPTIMIZER = "optimizer"
 ARTIFACT_CLEANUP = "artifact-cleanup"
+# Which side of a rollout a serving pod belongs to: the stable Deployment's or a canary's (issue 12);
+# the track Services of rollout.trafficRouting select on it (the main Service selects both tracks).
+# Stable pods carry it whatever the strategy, so that switching strategy never rolls the pods.
+TRACK_LABEL = "modeldeploy.io/track"
+STABLE = "stable"
+CANARY = "canary"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,11 @@ def serving_name(parent: str) -> str:
     return child_name(parent)
 
 
+def track_service_name(parent: str, track: str) -> str:
+    """The Service of one rollout track (stable, canary), an HTTPRoute's backend."""
+    return child_name(parent, track)
+
+
 def model_config_name(parent: str) -> str:
     return child_name(parent, "model-config")
 

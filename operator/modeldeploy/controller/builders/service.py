@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from modeldeploy.api import ModelDeployment
 from modeldeploy.controller.builders import names
 from modeldeploy.controller.builders.labels import SERVING, Owner, selector_labels, serving_metadata
 from modeldeploy.controller.builders.manifest import Manifest
+
+
+def service_ports(md: ModelDeployment) -> list[dict[str, Any]]:
+    """REST and gRPC, by the serving container's port names; every Service of the pods has these."""
+    svc = md.spec.service
+    return [
+        {"name": "http", "port": svc.rest_port, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"},
+        {"name": "grpc", "port": svc.grpc_port, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+    ]
 
 
 def build_service(md: ModelDeployment, owner: Owner | None) -> Manifest:
@@ -17,22 +28,7 @@ def build_service(md: ModelDeployment, owner: Owner | None) -> Manifest:
         "spec": {
             "type": svc.type.value,
             "selector": selector_labels(md.name, SERVING),
-            "ports": [
-                {
-                    "name": "http",
-                    "port": svc.rest_port,
-                    "targetPort": "http",
-                    "protocol": "TCP",
-                    "appProtocol": "http",
-                },
-                {
-                    "name": "grpc",
-                    "port": svc.grpc_port,
-                    "targetPort": "grpc",
-                    "protocol": "TCP",
-                    "appProtocol": "grpc",
-                },
-            ],
+            "ports": service_ports(md),
         },
     }
 
