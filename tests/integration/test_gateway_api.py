@@ -217,3 +217,45 @@ def test_an_operator_without_the_crds_says_gateway_api_not_installed_and_keeps_s
     log = operator.log()
     assert "HTTPRoute (gateway.networking.k8s.io/v1) is not served by the API server" in log, log[-5000:]
     assert "Unresolved resources" not in log and "reconcile failed" not in log, log[-5000:]
+
+
+def test_a_canary_through_the_route_gets_each_step_s_weight_then_all_goes_to_stable(
+    private_plane: ControlPlane, private_kube: KubeClient, served_namespace: str, tmp_path: Path
+) -> None:
+    """A canary rollout with gatewayAPI: the route sends each step's exact share to the canary track
+    once its pods are ready, then, promoted, everything to the stable track again."""
+    gateway_api.install(private_plane)
+    ns, kube = served_namespace, private_kube
+    body = md_manifest("digits", ns, GATEWAY)
+    body["spec"]["serving"] = {"replicas": 2}
+    body["spec"]["rollout"].update(
+        {"strategy": "Canary", "steps": [{"weight": 25, "pause": "3s"}, {"weight": 50, "pause": "3s"}]}
+    )
+    operator = start_operator(private_plane, ns, tmp_path / "operator.log")
+    try:
+        private_plane.kubectl("apply", "-f", "-", input=json.dumps(body))
+        wait_reason(kube, ns, "digits", "Ready")
+        body["spec"]["model"]["version"] = 2
+        private_plane.kubectl("apply", "-f", "-", input=json.dumps(body))
+        seen: set[tuple[tuple[str, int], ...]] = set()
+
+        def promoted() -> bool:
+            route = kube.get("HTTPRoute", ns, "digits")
+            if route is not None:
+                seen.add(tuple(weights(route)))
+            md = kube.get("ModelDeployment", ns, "digits") or {}
+            return ((md.get("status") or {}).get("rollout") or {}).get("phase") == "Promoted"
+
+        wait_for("the canary promoted", promoted, timeout=120)
+        assert (("digits-stable", 75), ("digits-canary", 25)) in seen, seen
+        assert (("digits-stable", 50), ("digits-canary", 50)) in seen, seen
+
+        def all_to_stable() -> bool:
+            route = kube.get("HTTPRoute", ns, "digits")
+            return route is not None and weights(route) == [("digits-stable", 100), ("digits-canary", 0)]
+
+        wait_for("all traffic back on the stable track", all_to_stable, timeout=60)
+    finally:
+        operator.stop()
+    log = operator.log()
+    assert "reconcile failed" not in log, log[-5000:]
