@@ -92,7 +92,7 @@ def main() -> int:
     storage = work / "storage"
     with ControlPlane(nodes=3) as cp:
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
+        cp.wait_established("modeldeployments.modeldeploy.io")
         kube = load_client(str(cp.kubeconfig))
         with cp.admin_api() as api, JobPodExecutor(api, storage), OperatorProcess(cp.kubeconfig, work / "operator.log"):
             print(

@@ -633,7 +633,7 @@ class Bench:
     def prepare_cluster(self) -> None:
         cp = self.cp
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+        cp.wait_established(f"{PLURAL}.{GROUP}", timeout=60)
         install_counted_identity(cp)
 
     def make_namespace(self, namespace: str, *, with_claim: bool) -> None:

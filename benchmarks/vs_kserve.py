@@ -495,7 +495,7 @@ class Versus:
         cp, module = self.cp, self.module
         t0 = time.monotonic()
         cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+        cp.wait_established(f"{PLURAL}.{GROUP}", timeout=60)
         install_counted_identity(cp, OPERATOR_NAMESPACE, OPERATOR_SA, OURS_PREFIX)
 
         names: list[str] = []
@@ -506,14 +506,7 @@ class Versus:
                 "apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-o", "name", "-f", crd, timeout=300
             )
             names += applied.stdout.split()
-        # Right after a create, kubectl wait fails while .status.conditions is still nil: retry.
-        established = ("wait", "--for=condition=Established", "--timeout=30s", *names)
-        wait_until(
-            "KServe's CRDs Established",
-            lambda: cp.kubectl(*established, check=False).returncode == 0,
-            timeout=120,
-            interval=0.2,
-        )
+        cp.wait_established(*names, timeout=120)
         install_counted_identity(cp, KSERVE_NAMESPACE, KSERVE_SA, KSERVE_PREFIX)  # also creates the namespace
         config = standard_mode_config(module.read_yaml(KSERVE_CONFIGMAP))
         runtime = filled_runtime(module.read_yaml(KSERVE_RUNTIME), module.read_yaml(KSERVE_RUNTIME_IMAGES))

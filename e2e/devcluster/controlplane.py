@@ -257,6 +257,22 @@ class ControlPlane:
             timeout=timeout,
         )
 
+    def wait_established(self, *crds: str, timeout: float = 120.0) -> None:
+        """Wait until each CustomResourceDefinition (by name) is Established. Polls instead of
+        `kubectl wait --for=condition=Established`, which fails outright ("conditions accessor error")
+        on a CRD whose status has no conditions yet, as it has for a moment after its creation."""
+        path = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout
+        for crd in crds:
+            name = crd.rpartition("/")[2]  # "crd/NAME" and kubectl's "-o name" form too
+            while True:
+                done = self.kubectl("get", f"crd/{name}", "-o", f"jsonpath={path}", check=False)
+                if done.returncode == 0 and done.stdout.strip() == "True":
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"CRD {name} not Established after {timeout:.0f}s: {done.stderr.strip()}")
+                time.sleep(0.5)
+
     def helm(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 180.0
     ) -> subprocess.CompletedProcess[str]:

@@ -67,7 +67,7 @@ def _demo(args: argparse.Namespace, example: Path, work: Path) -> int:
     _step("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, 3 kwok nodes)")
     with ControlPlane(nodes=3) as cp:
         cp.kubectl("apply", "--server-side", "-f", str(args.crds))
-        cp.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
+        cp.wait_established("modeldeployments.modeldeploy.io")
         _step("training the reference models (scikit-learn digits, no download)")
         reference = make_reference_models(work / "reference")
         storage = work / "storage"

@@ -11,7 +11,6 @@ validated, never programmed.
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import time
 from collections.abc import Callable
@@ -63,22 +62,9 @@ def install(cp: ControlPlane, *, timeout: float = 120.0) -> list[str]:
     folder = crds_dir()
     cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(folder), timeout=timeout)
     names = crd_names(folder)
-    wait_established(cp, names, timeout)
+    cp.wait_established(*names, timeout=timeout)
     _wait(lambda: httproute_served(cp), "HTTPRoute to be served", timeout)
     return names
-
-
-def established(cp: ControlPlane, name: str) -> bool:
-    """Is the CRD Established? (`kubectl wait` fails outright on a CRD whose status has no
-    conditions yet, which is what it has for a moment after its creation.)"""
-    path = '{.status.conditions[?(@.type=="Established")].status}'
-    done = cp.kubectl("get", f"crd/{name}", "-o", f"jsonpath={path}", check=False)
-    return done.returncode == 0 and done.stdout.strip() == "True"
-
-
-def wait_established(cp: ControlPlane, names: list[str], timeout: float = 120.0) -> None:
-    for name in names:
-        _wait(functools.partial(established, cp, name), f"CRD {name} to be Established", timeout)
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:

@@ -131,7 +131,7 @@ def kube(control_plane: ControlPlane) -> Iterator[KubeClient]:
 def crd_installed(control_plane: ControlPlane, pytestconfig: pytest.Config) -> None:
     """The repository's CRD (crds/ under the pytest rootdir), applied and Established."""
     control_plane.kubectl("apply", "--server-side", "-f", str(pytestconfig.rootpath / "crds"))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modeldeploy.io")
+    control_plane.wait_established("modeldeployments.modeldeploy.io")
 
 
 @pytest.fixture(scope="session")

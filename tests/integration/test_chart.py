@@ -246,7 +246,7 @@ def test_install_upgrade_uninstall_keeps_the_crds(control_plane: ControlPlane, n
     assert "--log-format=json" in operator_container(deployment)["args"]
     assert get_json(cp, "clusterrole", name)["rules"]
     for crd in ("modeldeployments.modeldeploy.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
-        cp.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        cp.wait_established(crd, timeout=60)
     pods = get_json(cp, "-n", namespace, "pods", "-l", f"app.kubernetes.io/instance={release}")["items"]
     assert [p["status"]["phase"] for p in pods] == ["Running"]
     notes = cp.helm("get", "notes", release, "-n", namespace).stdout

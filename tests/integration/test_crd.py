@@ -33,7 +33,7 @@ MINIMAL: dict[str, Any] = {
 def crd(control_plane: ControlPlane) -> str:
     """`kubectl apply -f crds/` exactly as the README tells users, then wait until it is served."""
     control_plane.kubectl("apply", "-f", str(REPO / "crds"))
-    control_plane.kubectl("wait", f"crd/{CRD_NAME}", "--for=condition=Established", "--timeout=60s")
+    control_plane.wait_established(CRD_NAME, timeout=60)
     return CRD_NAME
 
 

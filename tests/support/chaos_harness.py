@@ -144,7 +144,7 @@ class ChaosStack:
         self.log_dir = log_dir
         self.api = cp.admin_api()
         cp.kubectl("apply", "--server-side", "-f", str(crds))
-        cp.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
+        cp.wait_established(f"{PLURAL}.{GROUP}")
         self._executor_api = cp.admin_api()
         self.executor = JobPodExecutor(self._executor_api, storage_root).__enter__()
 
