@@ -91,7 +91,7 @@ def private_plane(pytestconfig: pytest.Config) -> Iterator[ControlPlane]:
     there is this test's choice, and no other test's operator acts on its objects."""
     with ControlPlane(nodes=1) as plane:
         plane.kubectl("apply", "--server-side", "-f", str(pytestconfig.rootpath / "crds"))
-        gateway_api.wait_established(plane, ["modeldeployments.modeldeploy.io"])
+        plane.wait_established("modeldeployments.modeldeploy.io")
         yield plane
 
 
