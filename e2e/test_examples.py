@@ -60,7 +60,7 @@ def test_example_becomes_ready_with_an_optimized_model(
         f"(optimization {result.get('durationSeconds')}s)"
     )
     header, row = printed.splitlines()[:2]
-    assert header.split()[:10] == [
+    assert header.split()[:11] == [
         "NAME", "READY", "MODEL", "SERVING", "VERSION", "STATUS", "CANARY", "OPTIMIZED", "SIZE", "REPLICAS", "AGE"
     ]  # fmt: skip
     assert row.split()[1] == "True" and "int8," in row and "pruned" in row and "MB/" in row
@@ -208,7 +208,7 @@ def test_the_canary_example_promotes_a_good_version_step_by_step(
     # The example's query selects the canary's series by namespace and track label, as Prometheus's
     # Kubernetes relabelling names them; the stand-in publishes exactly those.
     metrics_exporter.metrics.simulate_traffic("digits-mlp", ok=10, errors=0)
-    canary_series = {"namespace": namespace, "pod_label_modeldeploy_io_track": "canary"}
+    canary_series = {"namespace": namespace, "modeldeploy_io_model_deployment": name, "modeldeploy_io_track": "canary"}
     prometheus.add_target(metrics_exporter.address, canary_series)
     patch = {
         "spec": {
@@ -222,8 +222,9 @@ def test_the_canary_example_promotes_a_good_version_step_by_step(
     control_plane.kubectl("patch", "md", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
     step2 = _rollout(kube, namespace, name, phase="Progressing", version=2, step=1)
     assert step2["status"]["rollout"]["canaryReplicas"] == 4, step2["status"]["rollout"]  # 50 %: 4 next to 4
-    md = _rollout(kube, namespace, name, phase="Promoted", version=2)
-    assert md["status"]["servedVersion"] == 2 and condition(md, "Ready")["reason"] == "Ready"
+    _rollout(kube, namespace, name, phase="Promoted", version=2)
+    md = ready_on(kube, namespace, name, 2)  # once the old stable pods are gone too
+    assert md["status"]["rollout"]["phase"] == "Promoted"
     [check] = [r for r in md["status"]["rollout"]["analysis"] if r["name"] == "error-ratio"]
     assert check["passed"] and check["value"] == 0, check
     outcomes = [(h["version"], h["outcome"]) for h in md["status"]["history"]]

@@ -220,6 +220,18 @@ def test_the_documented_error_ratio_and_p99_latency_of_the_canary(prometheus: Pr
     assert p99.error is None and p99.value == pytest.approx((1102 + 0.99 * (1983.59 - 1102)) / 1000, rel=1e-9)
 
 
+def test_the_documented_error_ratio_of_a_canary_without_errors_is_zero(prometheus: Prometheus) -> None:
+    """TF Serving has no status!="OK" series until a request fails: the ratio must still be 0."""
+    namespace, name = f"ml-{uuid.uuid4().hex[:8]}", "digits"
+    error_ratio = render_query(doc_query("error-ratio"), namespace, name, 2, "0123456789")
+    with pod(prometheus, namespace, name, "canary") as canary:
+        canary.metrics.simulate_traffic("digits", ok=10, errors=0)
+        total = f'sum(rate({REQUEST_COUNT}{{namespace="{namespace}"}}[1m]))'
+        prometheus.wait_for(total, lambda value: value > 0, timeout=60)
+        ratio = query(prometheus.url, error_ratio, TIMEOUT)
+    assert ratio.error is None and ratio.value == 0, ratio
+
+
 def test_the_documented_queries_have_no_data_before_the_canary_serves(prometheus: Prometheus) -> None:
     namespace, name = f"ml-{uuid.uuid4().hex[:8]}", "digits"
     with pod(prometheus, namespace, name, "canary") as canary:
