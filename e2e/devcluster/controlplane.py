@@ -9,7 +9,8 @@ class; nothing here is mocked.
 Everything listens on 127.0.0.1 on free random ports and lives in one private folder, so several
 clusters can run side by side. `stop()` (also run from `atexit`, on SIGTERM/SIGHUP, and when `start()`
 fails or is interrupted) stops the process groups, reaps them and removes the folder. The pieces live
-next door: processes.py (lifetime), components.py (flags), kubeconfig.py, nodes.py, cleanup.py.
+next door: processes.py (lifetime), components.py (flags), supervisor.py (restarts, as a kubelet),
+kubeconfig.py, nodes.py, cleanup.py.
 """
 
 from __future__ import annotations
