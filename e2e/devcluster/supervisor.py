@@ -21,6 +21,7 @@ thread that applies it to a ControlPlane's processes.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -126,6 +127,10 @@ class Supervisor:
                     log.info("restarted %s", name)
 
     def _run(self) -> None:
+        # Leave SIGINT/SIGTERM/SIGHUP to the main thread: a process-directed signal goes to any thread
+        # that does not block it, and one taken here would not interrupt the main thread's sleep, so
+        # Ctrl-C would not stop the cluster. (Children unblock them again: processes._die_with_parent.)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         while not self._stopping.wait(self._interval):
             try:
                 self.poll()

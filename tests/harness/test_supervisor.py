@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,33 @@ def test_a_deliberate_stop_cancels_a_pending_restart() -> None:
     plane.now = 100.0
     supervisor.poll()
     assert plane.restarts == [(0.0, "kube-scheduler")]
+
+
+def _blocked_signals(thread: threading.Thread) -> int:
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the thread's signal mask from /proc")
+def test_the_supervisor_thread_leaves_ctrl_c_and_sigterm_to_the_main_thread() -> None:
+    """A process-directed signal taken by the supervisor's thread would not interrupt the main
+    thread's sleep: Ctrl-C on a script holding a cluster did nothing (seen in
+    test_an_interrupted_owner_leaves_no_process_behind[SIGINT])."""
+    supervisor = Supervisor(threading.RLock(), lambda names: {}, lambda name: None, interval=0.05)
+    supervisor.start()
+    try:
+        thread = next(t for t in threading.enumerate() if t.name == "devcluster-supervisor")
+        deadline = time.monotonic() + 5
+        wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        while time.monotonic() < deadline:
+            blocked = _blocked_signals(thread)
+            if all(blocked & (1 << (sig - 1)) for sig in wanted):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the supervisor's thread does not block SIGINT/SIGTERM/SIGHUP (SigBlk {blocked:x})")
+    finally:
+        supervisor.stop()
 
 
 @pytest.mark.integration
