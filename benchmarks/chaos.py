@@ -8,6 +8,7 @@ child names. The scenarios are the same code (tests/support/chaos_*.py) with big
 private local control plane started here.
 
     python benchmarks/chaos.py [--kills 100] [--fuzz 200] [--drift 50] [--ownership 10] [--only kill,fuzz]
+                               [--outage-rounds 1] [--keep-restart-back-off]
 
 The table (scenario, trials, converged, time p50/p95, duplicate Jobs, orphans, failures) goes to
 stdout, then every failure with its input; progress to stderr. Exits 0 whatever the scenarios
@@ -66,6 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
+        "--outage-rounds",
+        type=int,
+        default=1,
+        help=f"times the {len(LONG_OUTAGES)} outages are run, one after the other",
+    )
+    parser.add_argument(
+        "--keep-restart-back-off",
+        action="store_true",
+        help="outages inherit the controller-manager's crash-loop back-off from the ones before (as on a node "
+        "hit by several outages within 10 minutes) instead of each being measured on its own",
+    )
+    parser.add_argument(
         "--log-dir", type=Path, default=None, help="keep the operators' logs here (default: thrown away)"
     )
     parser.add_argument(
@@ -94,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
                     "kill": lambda: kill_scenario(
                         stack, KillPlan(kills=args.kills, plain=6, optimized=2, new_job_every=20, seed=args.seed)
                     ),
-                    "outage": lambda: outage_scenario(stack, OutagePlan(outages=LONG_OUTAGES)),
+                    "outage": lambda: outage_scenario(
+                        stack,
+                        OutagePlan(
+                            outages=LONG_OUTAGES * args.outage_rounds,
+                            independent_trials=not args.keep_restart_back_off,
+                        ),
+                    ),
                     "fuzz": lambda: fuzz_scenario(stack, FuzzPlan(generated=args.fuzz), REPO / "crds"),
                     "drift": lambda: drift_scenario(stack, DriftPlan(edits=args.drift, seed=args.seed)),
                     "ownership": lambda: ownership_scenario(

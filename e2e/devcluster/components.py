@@ -118,12 +118,19 @@ def _serving_args(layout: Layout, name: str) -> list[str]:
     ]
 
 
-def controller_manager_args(layout: Layout) -> list[str]:
+def controller_manager_args(layout: Layout, *, leader_elect: bool) -> list[str]:
+    """`leader_elect` as on a real control plane (the default there): the process exits when an outage
+    outlasts its lease's renew deadline and is restarted afresh (supervisor.py says why that matters);
+    off only where nothing would restart it (`devcluster up`, whose processes outlive us)."""
     pki = layout.pki
     return [
         f"--kubeconfig={layout.kubeconfig}",
         *_serving_args(layout, "kube-controller-manager"),
-        "--leader-elect=false",
+        f"--leader-elect={str(leader_elect).lower()}",
+        # The CAs as files, as kubeadm passes them: without them the controller-manager reads them from
+        # the API server at start and exits when it is away, so a restart during an outage would fail.
+        f"--client-ca-file={pki.ca_cert}",
+        f"--requestheader-client-ca-file={pki.ca_cert}",
         "--profiling=false",
         # The default 20 QPS makes node-lifecycle lift the not-ready taint of ~5 Nodes a second:
         # minutes for a thousand. A test cluster has no other tenant to protect.
@@ -141,9 +148,9 @@ def controller_manager_args(layout: Layout) -> list[str]:
     ]
 
 
-def scheduler_args(layout: Layout) -> list[str]:
+def scheduler_args(layout: Layout, *, leader_elect: bool) -> list[str]:
     """The scheduler's flags; writes its config file, the only place it takes client settings from
-    (the client flags are deprecated)."""
+    (the client flags are deprecated). `leader_elect` as for the controller-manager."""
     config = layout.workdir / "kube-scheduler.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -155,7 +162,7 @@ def scheduler_args(layout: Layout) -> list[str]:
                     "qps": CLIENT_QPS,
                     "burst": 2 * CLIENT_QPS,
                 },
-                "leaderElection": {"leaderElect": False},
+                "leaderElection": {"leaderElect": leader_elect},
                 "enableProfiling": False,
             }
         )

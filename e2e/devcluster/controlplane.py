@@ -9,7 +9,8 @@ class; nothing here is mocked.
 Everything listens on 127.0.0.1 on free random ports and lives in one private folder, so several
 clusters can run side by side. `stop()` (also run from `atexit`, on SIGTERM/SIGHUP, and when `start()`
 fails or is interrupted) stops the process groups, reaps them and removes the folder. The pieces live
-next door: processes.py (lifetime), components.py (flags), kubeconfig.py, nodes.py, cleanup.py.
+next door: processes.py (lifetime), components.py (flags), supervisor.py (restarts, as a kubelet),
+kubeconfig.py, nodes.py, cleanup.py.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from devcluster.kubeapi import ApiError, KubeApi, http_ok, tls_context
 from devcluster.kubeconfig import admin_credentials, write_kubeconfig
 from devcluster.nodes import DEFAULT_NODE_CAPACITY
 from devcluster.processes import Process, ProcessRecord
+from devcluster.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -116,6 +118,7 @@ class ControlPlane:
         self._workdir: Path | None = None
         self._bin_dir: Path | None = None
         self._layout: Layout | None = None
+        self._supervisor: Supervisor | None = None
         self.timings = Timings()
 
     # -- public read-only view ------------------------------------------------------------------------
@@ -165,6 +168,13 @@ class ControlPlane:
     def running(self) -> bool:
         return self._started
 
+    @property
+    def supervised(self) -> bool:
+        """True when kube-controller-manager and kube-scheduler run with leader election and are
+        restarted when they exit, as on a real control plane node (supervisor.py); not when detached,
+        since nothing would restart them once this process is gone."""
+        return not self.detach
+
     def log_path(self, component: str) -> Path:
         return self.workdir / "logs" / f"{component}.log"
 
@@ -189,6 +199,9 @@ class ControlPlane:
             for attempt in range(1, _START_ATTEMPTS + 1):
                 try:
                     self._start()
+                    if self.supervised:
+                        self._supervisor = Supervisor(self._lock, self._take_exited, self._restart_exited)
+                        self._supervisor.start()
                     break
                 except _PortTaken as exc:
                     if attempt == _START_ATTEMPTS:
@@ -207,6 +220,7 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop every process this object started (SIGTERM, then SIGKILL), reap them, remove the workdir.
         Idempotent, and safe to call from signal handlers and atexit."""
+        self._stop_supervisor()
         with self._lock:
             cleanup.unregister(self)
             if not self._started:
@@ -216,6 +230,11 @@ class ControlPlane:
             self._remove_workdir()
             self._started = False
             self.timings.phases["stop"] = time.monotonic() - started
+
+    def _stop_supervisor(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.stop()
 
     def _stop_processes(self) -> None:
         stopping = list(reversed(self._processes))
@@ -234,6 +253,7 @@ class ControlPlane:
     def release(self) -> list[ProcessRecord]:
         """Hand the running processes over to the caller (`up`): this object forgets them, so neither
         stop() nor garbage collection touches them; `down` stops them by pid."""
+        self._stop_supervisor()
         with self._lock:
             records = self.processes
             for process in self._processes:
@@ -334,6 +354,8 @@ class ControlPlane:
         it stopped: an outage. Its ports and data stay, so start_component brings it back as it was
         (etcd keeps its store: nothing is lost that a real restart would keep)."""
         with self._lock:
+            if self._supervisor is not None:
+                self._supervisor.forget(name)
             process = self._component(name)
             if grace <= 0:  # a crash, not a shutdown: no SIGTERM (and no warning that it was ignored)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -349,29 +371,65 @@ class ControlPlane:
     def start_component(self, name: str) -> None:
         """Start a component stopped by stop_component with its flags, ports and data, and return
         once it is healthy again (etcd /health, the API server /readyz, the others /healthz)."""
+        if name not in COMPONENTS:
+            raise ValueError(f"unknown component {name!r}; one of {sorted(COMPONENTS)}")
         with self._lock:
-            layout = self._require(self._layout, "layout")
+            if self._supervisor is not None:
+                self._supervisor.forget(name)
             if any(p.name == name for p in self._processes):
                 raise ControlPlaneError(f"{name} is already running")
-            args = {
-                "etcd": lambda: components.etcd_args(layout),
-                "kube-apiserver": lambda: components.apiserver_args(layout),
-                "kube-controller-manager": lambda: components.controller_manager_args(layout),
-                "kube-scheduler": lambda: components.scheduler_args(layout),
-                "kwok": lambda: components.kwok_args(layout, self.node_count),
-            }
-            if name not in args:
-                raise ValueError(f"unknown component {name!r}; one of {sorted(args)}")
-            extra_env = {"KWOK_WORKDIR": str(self.workdir / "kwok")} if name == "kwok" else None
-            process = self._spawn(name, args[name](), extra_env=extra_env)
-            self._wait_healthy(name, process)
-            log.info("%s is back", name)
+            process = self._spawn_component(name)
+        # Not under the lock: the supervisor must see kube-controller-manager or kube-scheduler exit,
+        # and restart it, while the API server is still coming back (as a kubelet would).
+        self._wait_healthy(name, process)
+        log.info("%s is back", name)
 
     def restart_component(self, name: str, *, downtime: float = 0.0, grace: float = 5.0) -> None:
         """stop_component, `downtime` seconds without it, start_component."""
         self.stop_component(name, grace=grace)
         time.sleep(downtime)
         self.start_component(name)
+
+    def forget_restart_back_off(self) -> None:
+        """Forget how often kube-controller-manager and kube-scheduler were restarted, as a kubelet does
+        after 10 quiet minutes: for a suite whose trials (outages) must not depend on the ones before."""
+        if self._supervisor is not None:
+            self._supervisor.forget_back_off()
+
+    def _spawn_component(self, name: str) -> Process:
+        """Start one component with the flags of this cluster's layout (not waiting for it)."""
+        layout = self._require(self._layout, "layout")
+        args: list[str]
+        if name == "etcd":
+            args = components.etcd_args(layout)
+        elif name == "kube-apiserver":
+            args = components.apiserver_args(layout)
+        elif name == "kube-controller-manager":
+            args = components.controller_manager_args(layout, leader_elect=self.supervised)
+        elif name == "kube-scheduler":
+            args = components.scheduler_args(layout, leader_elect=self.supervised)
+        elif name == "kwok":
+            args = components.kwok_args(layout, self.node_count)
+        else:
+            raise ValueError(f"unknown component {name!r}; one of {sorted(COMPONENTS)}")
+        extra_env = {"KWOK_WORKDIR": str(self.workdir / "kwok")} if name == "kwok" else None
+        return self._spawn(name, args, extra_env=extra_env)
+
+    def _take_exited(self, names: Sequence[str]) -> dict[str, int]:
+        """{name: exit code} of the components among `names` that exited on their own; they are
+        forgotten here, so the supervisor can start them again (called under the lock)."""
+        exited = {}
+        for process in list(self._processes):
+            code = process.popen.poll() if process.name in names else None
+            if code is not None:
+                self._processes.remove(process)
+                exited[process.name] = code
+        return exited
+
+    def _restart_exited(self, name: str) -> None:
+        """The supervisor's restart: like a kubelet, start it and let it find its own way back."""
+        if self._started and not any(p.name == name for p in self._processes):
+            self._spawn_component(name)
 
     def _component(self, name: str) -> Process:
         for process in self._processes:
@@ -456,8 +514,8 @@ class ControlPlane:
             self._phase("kube-apiserver", t)
 
             t = time.monotonic()
-            kcm = self._spawn("kube-controller-manager", components.controller_manager_args(layout))
-            scheduler = self._spawn("kube-scheduler", components.scheduler_args(layout))
+            kcm = self._spawn_component("kube-controller-manager")
+            scheduler = self._spawn_component("kube-scheduler")
             kwok = self._spawn(
                 "kwok",
                 components.kwok_args(layout, self.node_count),

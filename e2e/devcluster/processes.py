@@ -69,9 +69,12 @@ if sys.platform.startswith("linux"):
 
 
 def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGKILL me when the thread that started me dies."""
+    """Runs in the child between fork and exec: SIGKILL me when the thread that started me dies, and
+    receive every signal (a child inherits its starting thread's signal mask; the supervisor's thread
+    blocks SIGINT/SIGTERM/SIGHUP, see supervisor.py, and its children must still stop on SIGTERM)."""
     if _libc is not None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 def spawn(
@@ -97,7 +100,7 @@ def spawn(
             env=env,
             start_new_session=True,  # its own process group: stop() signals the group, Ctrl-C does not
             # preexec_fn is unsafe only for code that takes locks or imports between fork and exec;
-            # _die_with_parent makes one prctl call through an already-loaded libc.
+            # _die_with_parent makes one prctl call through an already-loaded libc and one sigmask call.
             preexec_fn=None if detach else _die_with_parent,  # noqa: PLW1509
         )
     log.info("started %s (pid %d), log %s", name, popen.pid, log_path)
