@@ -197,6 +197,37 @@ def test_a_canary_that_cannot_become_ready_is_aborted_and_the_stable_untouched(
     assert re.search(r"CanaryProgressing\s.*canary rollout of version 1 \(revision \w+\) started", described)
 
 
+def test_a_canary_whose_container_restarts_is_aborted(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str, claim: Path, operator_log: OperatorProcess
+) -> None:
+    """The kubelet reports a restart of a canary pod's TF Serving container (here written through the
+    pods/status subresource, as a kubelet writes it): with maxRestarts 0 the canary is aborted."""
+    cp, name = control_plane, "restarting"
+    steps = [{"weight": 25, "pause": "10m"}]
+    apply(cp, md_manifest(name, namespace, steps=steps))
+    wait_ready(kube, namespace, name)
+    apply(cp, md_manifest(name, namespace, version=2, steps=steps))
+    wait_rollout(kube, namespace, name, "the canary's pods ready", phase="Progressing", achievedWeight=25)
+    [pod] = [
+        p["metadata"]["name"]
+        for p in kube.list("Pod", namespace, label_selector="modeldeploy.io/track=canary")
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+    restarted = {"status": {"containerStatuses": [{"name": "tfserving", "restartCount": 1}]}}
+    cp.kubectl(
+        "patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=strategic", "-p", json.dumps(restarted)
+    )
+    rollout = wait_rollout(kube, namespace, name, "the abort on a restart", timeout=60, phase="Aborted")
+    assert "check restarts" in rollout["message"], rollout["message"]
+    [result] = [r for r in rollout["analysis"] if r["name"] == "restarts"]
+    assert not result["passed"] and result["value"] == 1, result
+    warnings = events(cp, namespace, name, "RolloutAborted")
+    assert any("check restarts" in w for w in warnings), warnings
+    wait_for("the canary Deployment to go", lambda: deployment(kube, namespace, f"{name}-canary") is None, 60)
+    stable = deployment(kube, namespace, name)
+    assert stable is not None and stable["metadata"]["annotations"]["modeldeploy.io/model-version"] == "1"
+
+
 def test_a_restarted_operator_resumes_at_the_same_step(
     control_plane: ControlPlane,
     kube: KubeClient,

@@ -351,7 +351,8 @@ class _Machine:
             return self.abort(
                 status,
                 restarts,
-                f"canary pods restarted {g.canary_restarts} times (maxRestarts {analysis.max_restarts})",
+                f"check {RESTARTS_CHECK}: canary containers restarted {g.canary_restarts} "
+                f"time{'s' if g.canary_restarts != 1 else ''} (maxRestarts {analysis.max_restarts})",
             )
 
         started = parse_time(status.step_started_at) or g.now

@@ -231,7 +231,7 @@ def test_restarts_above_the_limit_abort() -> None:
     assert ok.status is not None and ok.status.phase == RolloutPhase.PROGRESSING
     aborted = step(ok.status, at(6), canary_view=canary(1), restarts=2, spec=rollout(analysis={"maxRestarts": 1}))
     assert aborted.status is not None and aborted.status.phase == RolloutPhase.ABORTED
-    assert "canary pods restarted 2 times (maxRestarts 1)" in aborted.events[0].message
+    assert "check restarts: canary containers restarted 2 times (maxRestarts 1)" in aborted.events[0].message
 
 
 def test_restarts_abort_even_before_the_pods_are_ready() -> None:

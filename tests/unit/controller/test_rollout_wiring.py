@@ -303,7 +303,7 @@ def test_canary_restarts_abort(v1: ModelDeployment, make_md: Callable[..., Model
     cluster.pods = [pod, other]
     _, events = cluster.reconcile(v2, at(2))
     assert cluster.status.rollout.phase == "Aborted"
-    assert "canary pods restarted 1 times (maxRestarts 0)" in events[0].message
+    assert "check restarts: canary containers restarted 1 time (maxRestarts 0)" in events[0].message
 
 
 def test_spec_back_to_the_stable_version_removes_the_canary(
