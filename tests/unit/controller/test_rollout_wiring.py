@@ -371,9 +371,37 @@ def test_analysis_queries_fill_the_placeholders_and_never_raise(
     monkeypatch.setattr(prometheus, "query", query)
     status = RolloutStatus(revision="abc1234567", version=2, phase=RolloutPhase.PROGRESSING)
     samples = Reconciler(None, Cache())._analyse(md, status)  # type: ignore[arg-type]
-    assert asked[0] == ("http://p:9090", 'sum(x{namespace="ml",md="digits",v="2",r="abc1234567"})', 5)
+    assert ("http://p:9090", 'sum(x{namespace="ml",md="digits",v="2",r="abc1234567"})', 5) in asked
     assert samples["errors"] == prometheus.Sample(0.01)
     assert samples["broken"].error is not None and "a client defect" in samples["broken"].error
+
+
+def test_the_checks_are_measured_at_once_not_one_after_the_other(
+    make_md: Callable[..., ModelDeployment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten checks of 60 s each must not hold a reconcile worker for ten minutes: every query of an
+    analysis runs at the same time (each fake query waits until all three are running)."""
+    import threading
+
+    from modeldeploy.analysis import prometheus
+    from modeldeploy.api.status import RolloutPhase, RolloutStatus
+    from modeldeploy.controller.cache import Cache
+    from modeldeploy.controller.reconcile import Reconciler
+
+    checks = [{"name": f"c{i}", "query": f"q{i}", "threshold": 1} for i in range(3)]
+    md = make_md(
+        spec={**AS_IS, "rollout": {**CANARY, "analysis": {"prometheus": {"url": "http://p:9090", "checks": checks}}}}
+    )
+    all_running = threading.Barrier(3, timeout=10)
+
+    def query(url: str, promql: str, timeout: float) -> prometheus.Sample:
+        all_running.wait()  # one after the other, the first would wait alone and break the barrier
+        return prometheus.Sample(float(promql[1:]))
+
+    monkeypatch.setattr(prometheus, "query", query)
+    status = RolloutStatus(revision="abc1234567", version=2, phase=RolloutPhase.PROGRESSING)
+    samples = Reconciler(None, Cache())._analyse(md, status)  # type: ignore[arg-type]
+    assert samples == {f"c{i}": prometheus.Sample(float(i)) for i in range(3)}
 
 
 def test_the_status_patch_removes_nested_fields_no_longer_set() -> None:
