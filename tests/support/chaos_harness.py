@@ -43,7 +43,9 @@ from modeldeploy.controller.builders.names import model_config_name, serving_nam
 from modeldeploy.k8s.kinds import KINDS, Role
 
 MD_KIND = "ModelDeployment"
-CHILD_KINDS = tuple(k for k, v in KINDS.items() if v.role == Role.CHILD)
+# The chaos cluster has no Gateway API CRDs (optional kinds are not served there): the audit lists
+# the kinds every cluster has.
+CHILD_KINDS = tuple(k for k, v in KINDS.items() if v.role == Role.CHILD and not v.optional)
 #: Objects "a user" made before the operator saw them carry this label; audits leave them out.
 USER_LABEL = "chaos.modeldeploy.io/user"
 #: The edit marker: every edit of the kill scenario sets this variable on the serving container.
