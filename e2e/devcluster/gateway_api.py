@@ -12,12 +12,11 @@ validated, never programmed.
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from devcluster.assets import AssetsError, cache_root, read_versions
 from devcluster.controlplane import ControlPlane
+from devcluster.stack import wait_for
 
 FETCH_SCRIPT = Path(__file__).resolve().parent / "gateway_api.sh"
 GROUP = "gateway.networking.k8s.io"
@@ -63,14 +62,5 @@ def install(cp: ControlPlane, *, timeout: float = 120.0) -> list[str]:
     cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(folder), timeout=timeout)
     names = crd_names(folder)
     cp.wait_established(*names, timeout=timeout)
-    _wait(lambda: httproute_served(cp), "HTTPRoute to be served", timeout)
+    wait_for("HTTPRoute to be served", lambda: httproute_served(cp), timeout, interval=0.5)
     return names
-
-
-def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -38,6 +38,7 @@ from modeldeploy.controller.cache import Cache
 from modeldeploy.controller.drift import is_subset, service_ports_repair
 from modeldeploy.controller.observe import observe, referenced_claims
 from modeldeploy.controller.plan import plan
+from modeldeploy.controller.rollout import stamp
 from modeldeploy.controller.status import EventSpec, StatusUpdate, cancelled_event, failed_status, status_of
 from modeldeploy.controller.views import Rejection
 from modeldeploy.k8s.client import ApiError, KubeClient
@@ -180,7 +181,7 @@ class Reconciler:
             self._forget_refused(namespace, name, keep=set())
             return result  # gone or going: garbage collection removes the children
         now_dt = self.clock()
-        now = now_dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = stamp(now_dt)
         previous = parse_status(raw)
         old_status = dict(raw.get("status") or {})
         try:
