@@ -3,8 +3,9 @@
 Every trigger (the ModelDeployment changed, a child changed, the periodic resync) queues the key;
 a worker calls `Reconciler.reconcile(namespace, name)`, which never assumes which event woke it.
 It reads only the cache (no request), and writes only what differs: a child is applied when the
-live object lacks a field we set, status is patched when it changed, Events are posted on the
-transitions a user cares about. Every write's answer goes into the cache at once.
+live object lacks a field we set or carries another applied digest (a field we no longer set),
+status is patched when it changed, Events are posted on the transitions a user cares about. Every
+write's answer goes into the cache at once.
 
 A write the API server refuses (invalid, forbidden) is not an error to retry: the same manifest
 gets the same answer. It becomes a `ChildRejected` condition with the API server's message, and
@@ -307,8 +308,8 @@ class Reconciler:
         names (apply alone would be refused for the duplicate name), the port list is replaced whole.
         `created_with`: the manifest the child is created with, when it differs from the applied one."""
         kind, child = manifest["kind"], manifest["metadata"]["name"]
-        if ownership.marked(live):
-            self._take_over_fields(namespace, md_name, manifest, created_with)
+        if ownership.marked(live) and not self._take_over_fields(namespace, md_name, manifest, created_with):
+            return  # gone meanwhile: an apply would create it; its watch event brings a reconcile that does
         if kind == "Service" and (ports := service_ports_repair(manifest, live)) is not None:
             live = self.kube.merge_patch(kind, namespace, child, {"spec": {"ports": ports}})
             self.cache.upsert(kind, {**live, "apiVersion": manifest["apiVersion"], "kind": kind})
@@ -324,19 +325,19 @@ class Reconciler:
 
     def _take_over_fields(
         self, namespace: str, md_name: str, manifest: dict[str, Any], created_with: dict[str, Any] | None
-    ) -> None:
+    ) -> bool:
         """Move the fields our create owns into our apply's ownership (read, then patch managedFields
         if nobody wrote in between: a conflict is retried). Once per child: it costs a read and a
-        patch, and the apply that follows removes what the spec no longer sets."""
+        patch, and the apply that follows removes what the spec no longer sets. False: the child is gone."""
         kind, child = manifest["kind"], manifest["metadata"]["name"]
         current = self.kube.get(kind, namespace, child)
         if current is None:
-            return  # gone meanwhile: its watch event brings the reconcile that recreates it
+            return False
         meta = current["metadata"]
         keep_out = ownership.left_out(created_with, manifest)
         upgraded = ownership.upgraded_managed_fields(meta.get("managedFields"), manifest["apiVersion"], keep_out)
         if upgraded is None:
-            return  # the cache was behind: already taken over
+            return True  # the cache was behind: already taken over
         self.kube.replace_managed_fields(kind, namespace, child, meta["resourceVersion"], upgraded)
         log.info(
             "%s/%s: took over the fields of %s %s it created, so that fields removed from the spec are removed "
@@ -346,6 +347,7 @@ class Reconciler:
             kind,
             child,
         )
+        return True
 
     def _guarded(
         self,

@@ -422,3 +422,18 @@ def test_a_removed_field_is_noticed_though_every_field_we_set_is_live(
     owned = kube.managed_fields_sent[0][0]["fieldsV1"]["f:metadata"]["f:annotations"]
     assert "f:example.com/team" in owned, "the annotation is now the apply's, so the apply removes it"
     assert "example.com/team" not in kube.objects[("Service", NAMESPACE, "digits")]["metadata"].get("annotations", {})
+
+
+def test_a_child_gone_before_its_take_over_is_not_applied_back(
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    """The read before the take-over finds no object (deleted, its watch event not in yet): an apply
+    would create it outside the create path; nothing is written, the delete event brings the create."""
+    reconcile()
+    finish_job(kube, cache)
+    reconcile()
+    reconcile()
+    del kube.objects[("Deployment", NAMESPACE, "digits")]
+    edit_serving(kube, cache, env=[{"name": "EXTRA", "value": "1"}])
+    assert not [w for w in reconcile() if w[1] == "Deployment"]
+    assert kube.reads == [("Deployment", "digits")]
