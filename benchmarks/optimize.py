@@ -370,6 +370,7 @@ class BigRun:
     wall: float
     peak_mib: float  # summed tree RSS, sampled
     maxrss_mib: float  # ru_maxrss of the largest child process
+    cpu_s: float  # user + system CPU seconds of the child: less noisy than wall time on a shared machine
     stage_peaks_mib: dict[str, float]
     source_bytes: int
     report: dict[str, object]
@@ -411,9 +412,17 @@ def big_model_run(work: Path) -> BigRun:
     returncode, _, stderr, wall, memory = run_sampled(command)
     if returncode != 0:
         raise RuntimeError(f"the 100 MB run failed: {stderr.strip()[-500:]}")
-    maxrss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the only child this process waits for
     report = json.loads((out / "1" / "report.json").read_text())
-    return BigRun(wall, memory.peak_mib(), maxrss_mib, memory.peak_by_stage_mib(), source.stat().st_size, report)
+    return BigRun(
+        wall,
+        memory.peak_mib(),
+        usage.ru_maxrss / 1024,  # Linux: KiB
+        usage.ru_utime + usage.ru_stime,
+        memory.peak_by_stage_mib(),
+        source.stat().st_size,
+        report,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,14 +468,15 @@ def main(argv: list[str] | None = None) -> int:
             assert isinstance(stages, dict)
             report_lines += [
                 f"100 MB model (Dense {'-'.join(map(str, BIG_MODEL_UNITS))}, .keras {big.source_bytes / 1e6:.1f} MB) "
-                f"to int8: {big.wall:.1f} s wall, peak memory {big.peak_mib:.0f} MiB (RSS summed over the process "
-                f"tree, sampled every 50 ms; ru_maxrss of the largest process {big.maxrss_mib:.0f} MiB), model.tflite "
+                f"to int8: {big.wall:.1f} s wall ({big.cpu_s:.0f} CPU s), peak memory {big.peak_mib:.0f} MiB "
+                f"(RSS summed over the process tree, sampled every 50 ms; ru_maxrss of the largest process "
+                f"{big.maxrss_mib:.0f} MiB), model.tflite "
                 f"{sizes['optimized']['bytes'] / 1e6:.1f} MB",
                 "",
                 "| stage | seconds | peak tree RSS MiB |",
                 "| --- | ---: | ---: |",
                 *(
-                    f"| {stage} | {stages[stage] if stage in stages else float('nan'):.1f} | {peak:.0f} |"
+                    f"| {stage} | {f'{stages[stage]:.1f}' if stage in stages else '-'} | {peak:.0f} |"
                     for stage, peak in big.stage_peaks_mib.items()
                 ),
                 "",
