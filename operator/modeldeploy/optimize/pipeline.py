@@ -7,6 +7,11 @@ failed run leaves nothing where TF Serving looks. What can be checked without th
 before it loads (minutes for a large one): the output folder, then the dataset files' arrays in
 `fetch`; their fit to the model's input in `data`. Each stage is logged with its timing, and
 report.json records them all but `export`, which writes and publishes it.
+
+Memory: the peak of a run is the TFLite converter's, which holds several copies of the weights at
+once (a 100 MB model peaks at about 1.8 GiB, `benchmarks/optimize.py`). So the `quantize` stage
+first takes the Keras model's outputs for the conversion check and frees the model (one copy
+fewer at the peak, and in `check` and `evaluate`), and collects the converter's garbage after it.
 """
 
 from __future__ import annotations
