@@ -1,9 +1,10 @@
 """The optimizer's peak memory: the Keras model is freed before the TFLite converter runs.
 
-The converter holds several copies of the weights at once (the frozen graph, its MLIR module, the
-float flatbuffer it calibrates, the quantized one); the Keras model alive next to them was one more
-copy at the peak (benchmarks/optimize.py measures the 100 MB model). These tests check that the
-pipeline lets go of the model, and that what it needed the model for still works.
+The converter holds several copies of the weights at once (the SavedModel it loads, its own reload
+of it, the MLIR module, the float flatbuffer it calibrates, the quantized one); the Keras model alive
+next to them was one more copy at the peak (benchmarks/optimize.py measures the 100 MB model).
+These tests check that the pipeline lets go of the model, and that what it needed the model for
+still works.
 """
 
 from __future__ import annotations
