@@ -21,6 +21,7 @@ import pytest
 
 from devcluster.controlplane import ControlPlane
 from devcluster.stack import OperatorProcess, condition, make_claim, scrape, wait_for
+from modeldeploy.controller.builders.labels import APPLIED_DIGEST_ANNOTATION
 from modeldeploy.k8s.client import ApiError, KubeClient
 from modeldeploy.k8s.kinds import FIELD_MANAGER
 
@@ -200,3 +201,38 @@ def test_a_stale_take_over_is_a_conflict_not_a_refusal(
     assert [(e["manager"], e["operation"]) for e in patched["metadata"]["managedFields"]] == [(FIELD_MANAGER, "Apply")]
     # Owned through Apply now: an apply without the key removes it.
     assert "a" not in kube.apply({**configmap, "data": {"b": "2"}}).get("data", {})
+
+
+def test_a_child_of_an_older_operator_is_applied_once_without_a_rollout(
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    storage_root: Path,
+    reference_models: Path,
+    operator_log: OperatorProcess,
+) -> None:
+    """After an upgrade, children written by an operator without applied digests lack the annotation:
+    each is taken over and applied once (the CHANGELOG's one-time cost), which changes metadata only:
+    the same pod template, no new ReplicaSet, no pod restarted; then nothing more is written."""
+    cp = control_plane
+    make_claim(cp, storage_root, namespace, "models", reference_models)
+    apply(cp, md_manifest("older", namespace, {}, {}))
+    wait_served(kube, namespace, "older", 1)
+    before = kube.get("Deployment", namespace, "older")
+    assert before is not None and ours(before, "Update"), "created by a POST"
+    assert_no_write_loop(operator_log, "a converged ModelDeployment")
+
+    # What an older operator left: the same Deployment without the digest annotation.
+    cp.kubectl("annotate", "-n", namespace, "deployment", "older", f"{APPLIED_DIGEST_ANNOTATION}-")
+
+    def reapplied() -> dict[str, Any] | None:
+        found = kube.get("Deployment", namespace, "older") or {}
+        return found if APPLIED_DIGEST_ANNOTATION in found.get("metadata", {}).get("annotations", {}) else None
+
+    after: dict[str, Any] = wait_for("the digest written back", reapplied, timeout=60)
+    # (its generation may move: the HPA sets spec.replicas)
+    assert after["spec"]["template"] == before["spec"]["template"], "metadata only: no rollout"
+    assert not ours(after, "Update") and ours(after, "Apply"), "taken over once"
+    replica_sets = cp.kubectl("get", "replicasets", "-n", namespace, "-o", "name").stdout.split()
+    assert len(replica_sets) == 1, replica_sets
+    assert_no_write_loop(operator_log, "after the one-time apply")
