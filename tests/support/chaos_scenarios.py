@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from chaos_harness import (
@@ -153,6 +154,10 @@ class OutagePlan:
     )
     plain: int = 3
     converge_timeout: float = 60.0  # the issue's bound, from the moment the control plane is back
+    # After a miss, how long to keep waiting (the trial stays a miss) before the next outage: the
+    # next trial must start from a converged cluster, not from one whose scheduler is still waiting
+    # for its lease, and the late time says whether the miss was seconds or minutes.
+    settle_timeout: float = 240.0
     # Each outage measured on its own: the dev cluster restarts kube-controller-manager and
     # kube-scheduler with a kubelet's crash-loop back-off (devcluster/supervisor.py), which a kubelet
     # forgets after 10 quiet minutes; outages a minute apart would otherwise find them in
@@ -196,6 +201,7 @@ def outage_scenario(stack: ChaosStack, plan: OutagePlan) -> ScenarioResult:
                     continue
             if plan.independent_trials:
                 stack.cp.forget_restart_back_off()
+            stopped = datetime.now(UTC)
             for component in outage.components:
                 stack.cp.stop_component(component, grace=0)
             if pod is not None:
@@ -205,11 +211,16 @@ def outage_scenario(stack: ChaosStack, plan: OutagePlan) -> ScenarioResult:
             time.sleep(outage.downtime)
             for component in reversed(outage.components):
                 stack.cp.start_component(component)
-            seconds, left = wait_converged(stack, ns, plan.converge_timeout)
-            result.trials.append(Trial(seconds is not None, seconds))
-            result.notes.append(f"{what}: " + ("not converged" if seconds is None else f"converged in {seconds:.1f} s"))
-            if seconds is None:
-                result.fail(f"{what}: not converged {plan.converge_timeout:.0f} s after the restart: {left}")
+            restarted = datetime.now(UTC)
+            timing = time_trial(lambda timeout: wait_converged(stack, ns, timeout), plan)
+            result.trials.append(Trial(timing.converged is not None, timing.converged))
+            leases = lease_delays({name: _lease(stack, name) for name in LEASE_HOLDERS}, stopped, restarted)
+            result.notes.append(f"{what}: {timing.describe(plan)}; {describe_leases(leases)}")
+            if timing.converged is None:
+                result.fail(
+                    f"{what}: not converged {plan.converge_timeout:.0f} s after the restart "
+                    f"({timing.describe(plan)}; {describe_leases(leases)}): {timing.left}"
+                )
             if operator.popen.poll() is not None:
                 result.fail(f"{what}: the operator exited with {operator.popen.returncode}")
                 operator.stop()
@@ -217,13 +228,89 @@ def outage_scenario(stack: ChaosStack, plan: OutagePlan) -> ScenarioResult:
             if pod is not None:
                 lost = _lost_result(stack, ns, "opt", pod)
                 if lost:
-                    late = f"{plan.converge_timeout:.0f} s after the restart"
-                    result.fail(f"{what}: the optimizer's result is not served {late}: {lost}")
+                    when = timing.describe(plan)
+                    result.fail(f"{what}: the optimizer's result is not served ({when}): {lost}")
         add_audit(result, stack, ns)
     finally:
         operator.stop()
         stack.drop_namespace(ns)
     return result
+
+
+@dataclass(frozen=True)
+class TrialTiming:
+    """When one outage's objects converged, counted from the restart: within the bound, or later."""
+
+    converged: float | None  # within plan.converge_timeout, else None (a miss)
+    late: float | None = None  # a miss that converged within plan.settle_timeout more
+    left: Mapping[str, str] | None = None  # what was not converged at the bound
+
+    def describe(self, plan: OutagePlan) -> str:
+        if self.converged is not None:
+            return f"converged in {self.converged:.1f} s"
+        if self.late is not None:
+            return f"not converged within {plan.converge_timeout:.0f} s; converged {self.late:.1f} s after the restart"
+        total = plan.converge_timeout + plan.settle_timeout
+        return f"not converged {total:.0f} s after the restart"
+
+
+def time_trial(wait: Callable[[float], tuple[float | None, dict[str, str]]], plan: OutagePlan) -> TrialTiming:
+    """Wait up to the bound for convergence (`wait(timeout)` returns the seconds it took, or None, and
+    what was left); after a miss keep waiting up to `settle_timeout`, so the next trial does not start
+    while this one's components are still coming back (its scheduler still waiting for its lease)."""
+    seconds, left = wait(plan.converge_timeout)
+    if seconds is not None:
+        return TrialTiming(seconds)
+    more, _ = wait(plan.settle_timeout)
+    return TrialTiming(None, None if more is None else plan.converge_timeout + more, left)
+
+
+#: The components that lose their leader lease in an outage and are restarted (devcluster/supervisor.py);
+#: their Leases in kube-system carry these names.
+LEASE_HOLDERS = ("kube-controller-manager", "kube-scheduler")
+
+
+def _lease(stack: ChaosStack, name: str) -> dict[str, Any] | None:
+    try:
+        status, text = stack.api.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}")
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    lease: dict[str, Any] = json.loads(text)
+    return lease
+
+
+def _micro_time(value: str) -> datetime:
+    """A Lease's MicroTime ("2026-12-02T02:17:42.670096Z") as an aware datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def lease_delays(
+    leases: Mapping[str, dict[str, Any] | None], stopped: datetime, restarted: datetime
+) -> dict[str, float | None]:
+    """Seconds from the restart until each component held its leader lease again (negative: it took
+    it while the last component was still starting); None when it kept the lease through the outage
+    (acquired before the outage began). A Lease that could not be read (None) is left out.
+
+    Why it matters: a restarted kube-controller-manager or kube-scheduler does nothing until it
+    holds its lease, and the new process waits for the dead holder's lease to lapse first (15 s
+    after it first reads it): these times say which component a slow trial waited for."""
+    delays: dict[str, float | None] = {}
+    for name, lease in leases.items():
+        if lease is None:
+            continue
+        acquired = (lease.get("spec") or {}).get("acquireTime")
+        if not acquired or _micro_time(acquired) < stopped:
+            delays[name] = None
+        else:
+            delays[name] = (_micro_time(acquired) - restarted).total_seconds()
+    return delays
+
+
+def describe_leases(delays: Mapping[str, float | None]) -> str:
+    parts = [f"{name} " + ("kept it" if delay is None else f"{delay:+.1f} s") for name, delay in sorted(delays.items())]
+    return "leader leases after the restart: " + (", ".join(parts) or "unread")
 
 
 def _running_optimizer_pod(stack: ChaosStack, ns: str, md: str, timeout: float) -> str | None:
