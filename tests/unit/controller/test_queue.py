@@ -118,3 +118,48 @@ def test_what_counts_as_the_api_server_being_unavailable() -> None:
     assert not is_unavailable(ApiError(422, "POST", "/api", "invalid"))
     assert not is_unavailable(ApiError(409, "POST", "/api", "conflict"))
     assert not is_unavailable(KeyError("spec"))
+
+
+def test_an_urgent_key_goes_before_the_keys_that_are_not() -> None:
+    """100 rolling Deployments keep queueing their ModelDeployments; a user's edit must not wait behind them."""
+    queue = WorkQueue()
+    rolling = [("ns", f"r{i}") for i in range(100)]
+    for key in rolling:
+        queue.add(key)
+    queue.add(A, urgent=True)
+    queue.add(B, urgent=True)
+    assert [queue.get(timeout=0), queue.get(timeout=0)] == [A, B], "urgent keys first, in their own order"
+    assert [queue.get(timeout=0) for _ in rolling] == rolling, "then the others, in theirs"
+    assert queue.get(timeout=0) is None
+
+
+def test_a_waiting_key_that_turns_urgent_moves_up_once() -> None:
+    queue = WorkQueue()
+    for key in (B, ("ns", "c"), A):
+        queue.add(key)
+    queue.add(A, urgent=True)
+    assert len(queue) == 3, "moved, not added twice"
+    assert [queue.get(timeout=0) for _ in range(3)] == [A, B, ("ns", "c")]
+
+
+def test_an_urgent_add_while_processing_comes_back_urgent() -> None:
+    queue = WorkQueue()
+    queue.add(A)
+    assert queue.get(timeout=0) == A
+    queue.add(B)
+    queue.add(A, urgent=True)  # the spec changed while a worker reconciles A
+    queue.done(A)
+    assert queue.get(timeout=0) == A and queue.get(timeout=0) == B
+
+
+def test_the_wait_of_each_key_is_reported_from_its_first_add() -> None:
+    clock = Clock()
+    waits: list[float] = []
+    queue = WorkQueue(clock=clock, observe_wait=waits.append)
+    queue.add(A)
+    clock.now = 2.0
+    queue.add(A)  # de-duplicated: it has waited since 0
+    queue.add(B)
+    clock.now = 3.0
+    assert queue.get(timeout=0) == A and queue.get(timeout=0) == B
+    assert waits == [3.0, 1.0]
