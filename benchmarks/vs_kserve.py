@@ -544,6 +544,19 @@ class Versus:
         self.printed_header = False
         self.sides = (
             Side(
+                name="control-plane floor (no controller)",
+                namespace="floor",
+                prefix="vs-floor-",  # no FlowSchema has it: nothing is counted, the settle is immediate
+                path="/apis/apps/v1/namespaces/{ns}/deployments",
+                manifest=floor_deployment,
+                ready=deployment_ready,
+                start=NoController,
+                teardown=self.stop_then_delete,
+                with_claim=True,
+                companions=(("/api/v1/namespaces/{ns}/services", floor_service),),
+                controlled=False,
+            ),
+            Side(
                 name=f"modeldeploy ({args.workers} workers)",
                 namespace="md",
                 prefix=OURS_PREFIX,
@@ -564,19 +577,6 @@ class Versus:
                 start=self.start_kserve,
                 teardown=self.delete_then_stop,
                 with_claim=False,
-            ),
-            Side(
-                name="control-plane floor (no controller)",
-                namespace="floor",
-                prefix="vs-floor-",  # no FlowSchema has it: nothing is counted, the settle is immediate
-                path="/apis/apps/v1/namespaces/{ns}/deployments",
-                manifest=floor_deployment,
-                ready=deployment_ready,
-                start=NoController,
-                teardown=self.stop_then_delete,
-                with_claim=True,
-                companions=(("/api/v1/namespaces/{ns}/services", floor_service),),
-                controlled=False,
             ),
         )
 
