@@ -437,13 +437,14 @@ def operator_updates(log_text: str, namespace: str) -> dict[str, float]:
     return out
 
 
-def histogram(text: str, name: str) -> tuple[float, float]:
-    """(sum, count) of an unlabelled Prometheus histogram."""
+def histogram(text: str, name: str, labels: str = "") -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram's series; `labels` as exposed, e.g. 'lane="normal"'."""
+    series = f"{{{labels}}}" if labels else ""
     total = count = 0.0
     for line in text.splitlines():
-        if line.startswith(f"{name}_sum "):
+        if line.startswith(f"{name}_sum{series} "):
             total = float(line.split()[1])
-        elif line.startswith(f"{name}_count "):
+        elif line.startswith(f"{name}_count{series} "):
             count = float(line.split()[1])
     return total, count
 
@@ -459,11 +460,12 @@ def operator_burst_metrics(before: str, after: str, edits: int) -> str:
         f"{reconciles / edits:.1f} reconciles per edit",
         "writes per edit " + ", ".join(f"{k} {v / edits:.2f}" for k, v in sorted(writes.items()) if v),
     ]
-    for name, what in (
-        ("modeldeploy_reconcile_duration_seconds", "reconcile wall time"),
-        ("modeldeploy_workqueue_wait_seconds", "work queue wait"),
+    for name, series, what in (
+        ("modeldeploy_reconcile_duration_seconds", "", "reconcile wall time"),
+        ("modeldeploy_workqueue_wait_seconds", 'lane="urgent"', "work queue wait of spec changes"),
+        ("modeldeploy_workqueue_wait_seconds", 'lane="normal"', "of other events"),
     ):
-        (s1, c1), (s0, c0) = histogram(after, name), histogram(before, name)
+        (s1, c1), (s0, c0) = histogram(after, name, series), histogram(before, name, series)
         if c1 > c0:
             parts.append(f"{what} mean {1000 * (s1 - s0) / (c1 - c0):.0f} ms over {c1 - c0:.0f}")
     return "; ".join(parts)

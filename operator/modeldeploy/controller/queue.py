@@ -11,8 +11,9 @@ The semantics of client-go's workqueue, which controller-runtime's reconcilers r
   before every key that is not: while 100 Deployments roll, their status events queue their
   ModelDeployments again and again, and a user's edit must not wait behind all of them. Urgent keys
   keep their own first-in, first-out order; a key already waiting moves up when it turns urgent.
-The time each key waited (from its add to a worker taking it) goes to `observe_wait`, for the
-operator's metrics. Thread-safe; the clock is injectable so the timing rules are tested without sleeping.
+The time each key waited (from its add to a worker taking it) goes to `observe_wait` with its lane
+(URGENT or NORMAL), for the operator's metrics. Thread-safe; the clock is injectable so the timing
+rules are tested without sleeping.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ DEFAULT_MAX_DELAY = 300.0
 # An API server that does not answer (restarting, overloaded) comes back on its own: a key that failed
 # on that must not sleep 5 minutes past its return, as it would after a few failures at the full cap.
 TRANSIENT_MAX_DELAY = 15.0
+# The two lanes of the queue, as reported to `observe_wait`.
+URGENT = "urgent"
+NORMAL = "normal"
 
 
 @dataclass(eq=False, repr=False)
@@ -38,7 +42,7 @@ class WorkQueue:
     base_delay: float = DEFAULT_BASE_DELAY
     max_delay: float = DEFAULT_MAX_DELAY
     clock: Callable[[], float] = time.monotonic
-    observe_wait: Callable[[float], None] | None = None  # seconds from add to get, per key taken
+    observe_wait: Callable[[float, str], None] | None = None  # (seconds from add to get, lane), per key taken
     _queue: deque[Key] = field(default_factory=deque)
     _urgent: deque[Key] = field(default_factory=deque)  # taken before _queue
     _queued: set[Key] = field(default_factory=set)  # in _queue or _urgent, or dirty while processing
@@ -96,13 +100,14 @@ class WorkQueue:
                 if self._shutdown:
                     return None
                 if self._urgent or self._queue:
-                    key = self._urgent.popleft() if self._urgent else self._queue.popleft()
+                    urgent = bool(self._urgent)
+                    key = self._urgent.popleft() if urgent else self._queue.popleft()
                     self._queued.discard(key)
                     self._urgent_keys.discard(key)
                     self._processing.add(key)
                     added = self._added_at.pop(key, None)
                     if self.observe_wait is not None and added is not None:
-                        self.observe_wait(max(0.0, self.clock() - added))
+                        self.observe_wait(max(0.0, self.clock() - added), URGENT if urgent else NORMAL)
                     return key
                 wait = self._waiting[0][0] - self.clock() if self._waiting else None
                 if deadline is not None:

@@ -48,7 +48,7 @@ class Runtime:
     kube: KubeClient
     config: OperatorConfig
     cache: Cache = field(default_factory=Cache)
-    queue: WorkQueue = field(default_factory=lambda: WorkQueue(observe_wait=metrics.WORKQUEUE_WAIT.observe))
+    queue: WorkQueue = field(default_factory=lambda: WorkQueue(observe_wait=metrics.observe_queue_wait))
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     # Optional kinds the API server does not serve (found by `prime`): not listed, not watched.

@@ -6,7 +6,7 @@ import threading
 
 import urllib3
 
-from modeldeploy.controller.queue import TRANSIENT_MAX_DELAY, WorkQueue
+from modeldeploy.controller.queue import NORMAL, TRANSIENT_MAX_DELAY, URGENT, WorkQueue
 from modeldeploy.k8s.client import ApiError, is_unavailable
 
 A, B = ("ns", "a"), ("ns", "b")
@@ -154,12 +154,12 @@ def test_an_urgent_add_while_processing_comes_back_urgent() -> None:
 
 def test_the_wait_of_each_key_is_reported_from_its_first_add() -> None:
     clock = Clock()
-    waits: list[float] = []
-    queue = WorkQueue(clock=clock, observe_wait=waits.append)
+    waits: list[tuple[float, str]] = []
+    queue = WorkQueue(clock=clock, observe_wait=lambda seconds, lane: waits.append((seconds, lane)))
     queue.add(A)
     clock.now = 2.0
     queue.add(A)  # de-duplicated: it has waited since 0
-    queue.add(B)
+    queue.add(B, urgent=True)
     clock.now = 3.0
-    assert queue.get(timeout=0) == A and queue.get(timeout=0) == B
-    assert waits == [3.0, 1.0]
+    assert queue.get(timeout=0) == B and queue.get(timeout=0) == A
+    assert waits == [(1.0, URGENT), (3.0, NORMAL)]
