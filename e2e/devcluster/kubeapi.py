@@ -196,8 +196,10 @@ class WatchStream:
                 if line.strip():
                     event: dict[str, Any] = json.loads(line)
                     yield event
-        except (OSError, ValueError, http.client.HTTPException):
-            return  # closed, or the server ended the stream
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            # closed, or the server ended the stream (AttributeError: http.client's reader finding
+            # the connection closed from another thread)
+            return
 
     def close(self) -> None:
         # close() alone leaves a reader blocked in another thread (the response holds the socket);
