@@ -10,7 +10,9 @@ The semantics of client-go's workqueue, which controller-runtime's reconcilers r
 - a key added as `urgent` (its ModelDeployment's spec changed: someone waits for the edit) goes
   before every key that is not: while 100 Deployments roll, their status events queue their
   ModelDeployments again and again, and a user's edit must not wait behind all of them. Urgent keys
-  keep their own first-in, first-out order; a key already waiting moves up when it turns urgent.
+  keep their own first-in, first-out order; a key already waiting moves up when it turns urgent. So
+  that a steady stream of edits never starves everything else (a Ready transition, a canary step
+  that is due), every URGENT_RUN-th key taken while others wait is one of the others.
 The time each key waited (from its add to a worker taking it) goes to `observe_wait` with its lane
 (URGENT or NORMAL), for the operator's metrics. Thread-safe; the clock is injectable so the timing
 rules are tested without sleeping.
@@ -32,6 +34,8 @@ DEFAULT_MAX_DELAY = 300.0
 # An API server that does not answer (restarting, overloaded) comes back on its own: a key that failed
 # on that must not sleep 5 minutes past its return, as it would after a few failures at the full cap.
 TRANSIENT_MAX_DELAY = 15.0
+# At most this many urgent keys in a row while other keys wait: the others keep a quarter of the workers.
+URGENT_RUN = 3
 # The two lanes of the queue, as reported to `observe_wait`.
 URGENT = "urgent"
 NORMAL = "normal"
@@ -48,6 +52,7 @@ class WorkQueue:
     _queued: set[Key] = field(default_factory=set)  # in _queue or _urgent, or dirty while processing
     _urgent_keys: set[Key] = field(default_factory=set)  # of _queued, the urgent ones
     _added_at: dict[Key, float] = field(default_factory=dict)  # of _queued, when first added
+    _urgent_in_a_row: int = 0  # urgent keys taken since the last normal one
     _processing: set[Key] = field(default_factory=set)
     _waiting: list[tuple[float, int, Key]] = field(default_factory=list)  # heap of (ready at, seq, key)
     _failures: dict[Key, int] = field(default_factory=dict)
@@ -100,7 +105,8 @@ class WorkQueue:
                 if self._shutdown:
                     return None
                 if self._urgent or self._queue:
-                    urgent = bool(self._urgent)
+                    urgent = bool(self._urgent) and not (self._queue and self._urgent_in_a_row >= URGENT_RUN)
+                    self._urgent_in_a_row = self._urgent_in_a_row + 1 if urgent else 0
                     key = self._urgent.popleft() if urgent else self._queue.popleft()
                     self._queued.discard(key)
                     self._urgent_keys.discard(key)

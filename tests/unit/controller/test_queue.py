@@ -6,7 +6,7 @@ import threading
 
 import urllib3
 
-from modeldeploy.controller.queue import NORMAL, TRANSIENT_MAX_DELAY, URGENT, WorkQueue
+from modeldeploy.controller.queue import NORMAL, TRANSIENT_MAX_DELAY, URGENT, URGENT_RUN, WorkQueue
 from modeldeploy.k8s.client import ApiError, is_unavailable
 
 A, B = ("ns", "a"), ("ns", "b")
@@ -131,6 +131,20 @@ def test_an_urgent_key_goes_before_the_keys_that_are_not() -> None:
     assert [queue.get(timeout=0), queue.get(timeout=0)] == [A, B], "urgent keys first, in their own order"
     assert [queue.get(timeout=0) for _ in rolling] == rolling, "then the others, in theirs"
     assert queue.get(timeout=0) is None
+
+
+def test_a_stream_of_urgent_keys_does_not_starve_the_others() -> None:
+    """Every URGENT_RUN urgent keys in a row, one of the others (a Ready transition, a due canary step)."""
+    queue = WorkQueue()
+    others = [("ns", "o1"), ("ns", "o2")]
+    edits = [("ns", f"e{i}") for i in range(8)]
+    for key in others:
+        queue.add(key)
+    for key in edits:
+        queue.add(key, urgent=True)
+    taken = [queue.get(timeout=0) for _ in range(len(others) + len(edits))]
+    run = URGENT_RUN
+    assert taken == [*edits[:run], others[0], *edits[run : 2 * run], others[1], *edits[2 * run :]]
 
 
 def test_a_waiting_key_that_turns_urgent_moves_up_once() -> None:
