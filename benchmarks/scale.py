@@ -925,7 +925,11 @@ class Bench:
         finally:
             for watch in watches:
                 watch.stop()
-        after = self.sample()
+        # Until the operator has nothing left to do for the burst (its later passes: RollingOut, then
+        # Ready and its Event): its writes belong to the burst, and an operator stopped before would
+        # leave them to the next one, which must then write where a restart should write nothing.
+        after = self.settle("the operator after the burst", timeout=self.args.phase_timeout)
+        self.report.note(f"burst on N={count}: the operator settled {after.at - t0:.1f} s after the first PATCH")
         requests = after.server - before.server
         row = (
             f"| {count} | {edits} | {patched:.1f} | {updated:.1f} | {ready:.1f} | {requests.per(edits)} "
