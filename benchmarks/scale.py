@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import datetime as dt
 import json
 import math
 import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -386,7 +388,8 @@ class Operator:
         self.process = OperatorProcess(
             kubeconfig,
             log_dir / f"operator-{label}.log",
-            extra=["--resync-seconds", str(resync_seconds), "--workers", str(workers)],
+            # JSON logs: their timestamps (microseconds) time each edit's Deployment update.
+            extra=["--resync-seconds", str(resync_seconds), "--workers", str(workers), "--log-format", "json"],
         )
         self.pid = self.process.popen.pid
         self.label = label
@@ -410,9 +413,140 @@ class Operator:
 
     def log_summary(self) -> str:
         text = self.process.log()
-        errors = sum(1 for line in text.splitlines() if "ERROR" in line or "Traceback" in line)
-        warnings = sum(1 for line in text.splitlines() if "WARNING" in line)
+        lines = text.splitlines()
+        errors = sum(1 for line in lines if any(w in line for w in ("ERROR", "Traceback", '"severity": "error"')))
+        warnings = sum(1 for line in lines if "WARNING" in line or '"severity": "warn"' in line)
         return f"{len(text.splitlines())} log lines, {errors} errors, {warnings} warnings"
+
+
+def operator_updates(log_text: str, namespace: str) -> dict[str, float]:
+    """ModelDeployment -> wall time (epoch s) of the operator's last 'updated Deployment' log line in
+    `namespace` (the benchmark runs the operator with JSON logs: their timestamps have microseconds)."""
+    out: dict[str, float] = {}
+    for line in log_text.splitlines():
+        if not line.startswith("{") or "updated Deployment" not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        where, _, what = str(record.get("message", "")).partition(": ")
+        ns, _, md = where.partition("/")
+        if ns == namespace and what.startswith("updated Deployment ") and "timestamp" in record:
+            out[md] = dt.datetime.fromisoformat(record["timestamp"]).timestamp()
+    return out
+
+
+def histogram(text: str, name: str, labels: str = "") -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram's series; `labels` as exposed, e.g. 'lane="normal"'."""
+    series = f"{{{labels}}}" if labels else ""
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith(f"{name}_sum{series} "):
+            total = float(line.split()[1])
+        elif line.startswith(f"{name}_count{series} "):
+            count = float(line.split()[1])
+    return total, count
+
+
+def operator_burst_metrics(before: str, after: str, edits: int) -> str:
+    """What the operator's own metrics say about a burst: reconciles and writes per edit, the mean
+    wall time of a reconcile and the mean wait in its work queue."""
+    reconciles = operator_counters(after).reconciles - operator_counters(before).reconciles
+    writes = {labels["write"]: value for _, labels, value in parse_samples(after, ["modeldeploy_writes_total"])}
+    for _, labels, value in parse_samples(before, ["modeldeploy_writes_total"]):
+        writes[labels["write"]] = writes.get(labels["write"], 0.0) - value
+    parts = [
+        f"{reconciles / edits:.1f} reconciles per edit",
+        "writes per edit " + ", ".join(f"{k} {v / edits:.2f}" for k, v in sorted(writes.items()) if v),
+    ]
+    for name, series, what in (
+        ("modeldeploy_reconcile_duration_seconds", "", "reconcile wall time"),
+        ("modeldeploy_workqueue_wait_seconds", 'lane="urgent"', "work queue wait of spec changes"),
+        ("modeldeploy_workqueue_wait_seconds", 'lane="normal"', "of other events"),
+    ):
+        (s1, c1), (s0, c0) = histogram(after, name, series), histogram(before, name, series)
+        if c1 > c0:
+            parts.append(f"{what} mean {1000 * (s1 - s0) / (c1 - c0):.0f} ms over {c1 - c0:.0f}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class BurstTimings:
+    """Per edited ModelDeployment, seconds after the first PATCH was sent."""
+
+    sent: Mapping[str, float]
+    answered: Mapping[str, float]  # its PATCH's answer came
+    applied: Mapping[str, float]  # the operator logged its Deployment's update (its clock, ms)
+    seen: Mapping[str, float]  # the Deployment's watch event with the edit reached the benchmark
+    ready: Mapping[str, float]  # its watch event Ready for the new generation
+
+    def table(self, names: Mapping[str, str]) -> list[str]:
+        """Rows of p50 / p95 / max per step: the step's own share (from the step before) and the time since t0."""
+        steps = [
+            ("PATCH sent", self.sent),
+            ("PATCH answered", self.answered),
+            ("operator updated the Deployment", self.applied),
+            ("Deployment event seen", self.seen),
+            ("Ready again", self.ready),
+        ]
+        rows = []
+        for index, (title, marks) in enumerate(steps):
+            keys = [n for n in names.values() if n in marks]
+            at = [marks[n] for n in keys]
+            share = []  # from the latest earlier step this edit has a mark for
+            for n in keys:
+                earlier = [m[n] for _, m in steps[:index] if n in m]
+                if earlier:
+                    share.append(marks[n] - earlier[-1])
+            share_text = (
+                f"{percentile(share, 50):.2f} / {percentile(share, 95):.2f} / {max(share):.2f}" if share else "-"
+            )
+            at_text = f"{percentile(at, 50):.2f} / {percentile(at, 95):.2f} / {max(at):.2f}" if at else "-"
+            rows.append(f"| {title} | {len(keys)} | {at_text} | {share_text} |")
+        return rows
+
+
+BURST_DETAIL_HEADER = (
+    "| step | edits | at: p50 / p95 / max s | step's own share: p50 / p95 / max s |\n| --- | ---: | --- | --- |"
+)
+
+
+def list_version(api: KubeApi, path: str) -> str:
+    """The collection's resourceVersion now (a LIST of one item): a watch from it misses nothing after."""
+    version: str = api.get(f"{path}?limit=1")["metadata"]["resourceVersion"]
+    return version
+
+
+class Watcher:
+    """A watch of a collection in a thread of its own, each event handed to `on_event`."""
+
+    def __init__(
+        self, cp: ControlPlane, path: str, version: str, timeout: float, on_event: Callable[[dict[str, Any]], None]
+    ) -> None:
+        self.path = path
+        self.failed: str | None = None
+        self._api = cp.admin_api()
+        self._stream = self._api.watch(path, version, int(timeout))
+        self._on_event = on_event
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"watch {path}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for event in self._stream:
+            if event.get("type") == "ERROR":
+                self.failed = json.dumps(event.get("object"))
+                return
+            self._on_event(event)
+        if not self._stopped:
+            self.failed = "the stream ended"
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._stream.close()
+        self._thread.join(timeout=5)
+        self._api.close()
 
 
 # -- the benchmark --------------------------------------------------------------------------------------------
@@ -478,15 +612,20 @@ def delete_namespace(cp: ControlPlane, api: KubeApi, namespace: str, *, timeout:
     progress(f"namespace {namespace} deleted in {time.monotonic() - started:.0f} s")
 
 
-def send_all(cp: ControlPlane, calls: Sequence[Call]) -> dict[str, tuple[float, Any]]:
+def send_all(
+    cp: ControlPlane, calls: Sequence[Call], sent: dict[str, float] | None = None
+) -> dict[str, tuple[float, Any]]:
     """Send every call over a few admin connections at once (one by one, they would take seconds that
-    the timings would then include); returns key -> (when its answer came, the answer)."""
+    the timings would then include); returns key -> (when its answer came, the answer), and notes in
+    `sent` when each call was sent."""
     shards = [list(calls[i::CREATE_THREADS]) for i in range(CREATE_THREADS)]
 
     def send(shard: list[Call]) -> dict[str, tuple[float, Any]]:
         answers: dict[str, tuple[float, Any]] = {}
         with cp.admin_api() as api:
             for call in shard:
+                if sent is not None:
+                    sent[call.key] = time.monotonic()
                 answer = api.post(call.path, call.body) if call.method == "POST" else api.patch(call.path, call.body)
                 answers[call.key] = (time.monotonic(), answer)
         return answers
@@ -509,6 +648,7 @@ class Report:
     rows: list[str] = field(default_factory=list)
     noise: list[str] = field(default_factory=list)
     burst: list[str] = field(default_factory=list)
+    burst_detail: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     inconsistent: bool = False
 
@@ -722,37 +862,74 @@ class Bench:
 
     def edit_burst(self, namespace: str, count: int) -> None:
         """Edit `--burst` ModelDeployments at once (an env var of the serving container) and time how long
-        until every one's Deployment carries it, and until each is Ready again for its new generation."""
+        until every one's Deployment carries it, and until each is Ready again for its new generation.
+
+        Both are followed with watches opened before the first PATCH (a LIST of 1,000 Deployments every
+        quarter second would load the API server that the operator is waiting on). Per edit it notes when
+        its PATCH was sent and answered, when the operator logged its Deployment update, and when the
+        Deployment's watch event came; and from the operator's metrics, its reconciles, their wall time and
+        the time keys waited in its work queue."""
         edits = min(self.args.burst, count)
         if edits <= 0:
             return
         md_path = MD_PATH.format(ns=namespace)
-        before = self.settle("the operator before the burst", timeout=120)
-        names = [f"m{i}" for i in range(edits)]
-        patch = {"spec": {"serving": {"env": [BURST_ENV]}}}
-        t0 = time.monotonic()
-        answers = send_all(self.cp, [Call(name, "PATCH", f"{md_path}/{name}", patch) for name in names])
-        generations = {name: int(answer["metadata"]["generation"]) for name, (_, answer) in answers.items()}
-        patched = time.monotonic() - t0
-        wanted = {serving_name(name) for name in names}
         deployments_path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        before = self.settle("the operator before the burst", timeout=120)
+        operator = self._require_operator()
+        metrics_before = scrape(operator.process.metrics_port)
+        names = [f"m{i}" for i in range(edits)]
+        wanted = {serving_name(name): name for name in names}
+        updated_at: dict[str, float] = {}  # ModelDeployment -> its Deployment's first event with the edit
+        ready_events: dict[str, list[tuple[float, int]]] = {}  # ModelDeployment -> (when, generation) Ready
 
-        def deployments_updated() -> bool:
-            self._require_operator().check_alive()
-            done = {d["metadata"]["name"] for d in self.list_items(deployments_path) if has_burst_env(d)}
-            return wanted <= done
+        def on_deployment(event: dict[str, Any]) -> None:
+            obj = event.get("object", {})
+            md = wanted.get(obj.get("metadata", {}).get("name", ""))
+            if md is not None and md not in updated_at and has_burst_env(obj):
+                updated_at[md] = time.monotonic()
 
-        def ready_again() -> bool:
-            self._require_operator().check_alive()
-            mds = {md["metadata"]["name"]: md for md in self.list_items(md_path)}
-            return all(name in mds and is_ready(mds[name], generations[name]) for name in names)
+        def on_model_deployment(event: dict[str, Any]) -> None:
+            obj = event.get("object", {})
+            generation = obj.get("metadata", {}).get("generation")
+            if isinstance(generation, int) and is_ready(obj, generation):
+                ready_events.setdefault(obj["metadata"]["name"], []).append((time.monotonic(), generation))
 
         timeout = self.args.phase_timeout
-        wait_until("the edited Deployments", deployments_updated, timeout, interval=0.25)
-        updated = time.monotonic() - t0
-        wait_until("the edited ModelDeployments Ready again", ready_again, timeout, interval=0.5)
-        ready = time.monotonic() - t0
-        after = self.sample()
+        watches = [
+            Watcher(self.cp, deployments_path, self.list_version(deployments_path), timeout, on_deployment),
+            Watcher(self.cp, md_path, self.list_version(md_path), timeout, on_model_deployment),
+        ]
+        patch = {"spec": {"serving": {"env": [BURST_ENV]}}}
+        sent: dict[str, float] = {}
+        t0 = time.monotonic()
+        wall0 = time.time()
+        try:
+            answers = send_all(self.cp, [Call(name, "PATCH", f"{md_path}/{name}", patch) for name in names], sent)
+            generations = {name: int(answer["metadata"]["generation"]) for name, (_, answer) in answers.items()}
+            patched = time.monotonic() - t0
+
+            def ready_again() -> bool:
+                return all(any(g >= generations[n] for _, g in ready_events.get(n, ())) for n in names)
+
+            wait_until(
+                "the edited Deployments", lambda: self._watching(watches) and len(updated_at) == edits, timeout, 0.05
+            )
+            updated = time.monotonic() - t0
+            wait_until(
+                "the edited ModelDeployments Ready again",
+                lambda: self._watching(watches) and ready_again(),
+                timeout,
+                0.1,
+            )
+            ready = time.monotonic() - t0
+        finally:
+            for watch in watches:
+                watch.stop()
+        # Until the operator has nothing left to do for the burst (its later passes: RollingOut, then
+        # Ready and its Event): its writes belong to the burst, and an operator stopped before would
+        # leave them to the next one, which must then write where a restart should write nothing.
+        after = self.settle("the operator after the burst", timeout=self.args.phase_timeout)
+        self.report.note(f"burst on N={count}: the operator settled {after.at - t0:.1f} s after the first PATCH")
         requests = after.server - before.server
         row = (
             f"| {count} | {edits} | {patched:.1f} | {updated:.1f} | {ready:.1f} | {requests.per(edits)} "
@@ -760,7 +937,29 @@ class Bench:
         )
         self.report.burst.append(row)
         self.report.note(f"burst on N={count}: operator requests {requests.describe()}")
+        timings = BurstTimings(
+            sent={n: sent[n] - t0 for n in names},
+            answered={n: answers[n][0] - t0 for n in names},
+            applied={
+                n: at - wall0 for n, at in operator_updates(operator.process.log(), namespace).items() if n in names
+            },
+            seen={n: at - t0 for n, at in updated_at.items()},
+            ready={n: min(t for t, g in ready_events[n] if g >= generations[n]) - t0 for n in names},
+        )
+        self.report.burst_detail.extend(timings.table(wanted))
+        own = operator_burst_metrics(metrics_before, scrape(operator.process.metrics_port), edits)
+        self.report.note(f"burst on N={count}, operator: {own}")
         progress(f"burst: {row}")
+
+    def list_version(self, path: str) -> str:
+        return list_version(self.api, path)
+
+    def _watching(self, watches: Sequence[Watcher]) -> bool:
+        self._require_operator().check_alive()
+        for watch in watches:
+            if watch.failed is not None:
+                raise RuntimeError(f"the benchmark's watch of {watch.path} failed: {watch.failed}")
+        return True
 
     def noise(self, existing: int) -> None:
         """Unrelated ConfigMaps and Pods in a namespace without a ModelDeployment. A fresh operator with
@@ -840,7 +1039,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"--- operator log tail:\n{bench.operator_tail()}\n---", flush=True)
             finally:
                 bench.close()
-    for title, header, rows in (("Noise", NOISE_HEADER, report.noise), ("Edit burst", BURST_HEADER, report.burst)):
+    for title, header, rows in (
+        ("Noise", NOISE_HEADER, report.noise),
+        ("Edit burst", BURST_HEADER, report.burst),
+        ("Edit burst, per edit (seconds after the first PATCH was sent)", BURST_DETAIL_HEADER, report.burst_detail),
+    ):
         if rows:
             print(f"\n{title}\n\n{header}", flush=True)
             print("\n".join(rows), flush=True)

@@ -8,6 +8,11 @@ runs alone and fresh, as its own ServiceAccount (cluster-admin), on N objects in
 own, and both are measured the same way: seconds from the first create until all are Ready, p50/p95 per
 object (create to Ready), API requests per object by verb as the API server counted them (scale.py's
 method: one APF FlowSchema per verb matching only that ServiceAccount), CPU seconds and RSS from /proc.
+A third row per N, the control-plane floor, has no controller: the benchmark creates the N Deployments
+and Services itself (2 writes per object) and times them to Ready the same way, which shows how much of
+each controller's time is the control plane's (ReplicaSets, pods, scheduling) and not the controller's.
+Progress is followed with watches opened before the first create, not by LISTing N objects again and
+again (that load would slow down every row).
 
     python benchmarks/vs_kserve.py [--counts 100,500] [--nodes 50]
 
@@ -60,21 +65,24 @@ from scale import (
     OPERATOR_NAMESPACE,
     OPERATOR_SA,
     REPO,
+    Call,
     Operator,
     PhaseTimeout,
     Report,
     Requests,
+    Watcher,
     cpu_seconds,
-    create_all,
     delete_namespace,
     install_counted_identity,
     is_ready,
+    list_version,
     make_namespace,
     memory_mb,
     model_deployment,
     parse_counts,
     percentile,
     progress,
+    send_all,
     server_requests,
     wait_until,
 )
@@ -86,6 +94,7 @@ from devcluster.nodes import DEFAULT_NODE_CAPACITY
 from devcluster.stack import free_port
 from modeldeploy import __version__ as modeldeploy_version
 from modeldeploy.api import GROUP, PLURAL
+from modeldeploy.api.spec import DEFAULT_TF_SERVING_IMAGE
 from modeldeploy.controller.config import DEFAULT_RESYNC_SECONDS, DEFAULT_WORKERS
 
 KSERVE_VERSION = "v0.20.0"
@@ -113,7 +122,7 @@ GO_BIN_DIR = "/usr/local/go/bin"  # where the official tarball puts go; any go o
 OURS_PREFIX = "vs-modeldeploy-"
 KSERVE_PREFIX = "vs-kserve-"
 FIELD_MANAGER = "vs-kserve-bench"
-POLL_SECONDS = 0.5  # how often Ready is polled (as the admin, so not counted): the timings' resolution
+POLL_SECONDS = 0.1  # how often the watched state is checked; the timings are those of the watch events
 QUIET_SECONDS = 3.0  # a controller has settled when the server sees no request from it for this long
 
 
@@ -135,6 +144,56 @@ def inference_service(name: str) -> dict[str, Any]:
             "predictor": {"model": {"modelFormat": {"name": "tensorflow"}, "storageUri": f"pvc://{CLAIM}/{name}"}}
         },
     }
+
+
+def floor_deployment(name: str) -> dict[str, Any]:
+    """The control-plane floor's Deployment: what a controller would make for one object, written by the
+    benchmark itself (one replica of TF Serving mounting the claim, as ours does)."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "tfserving",
+                            "image": DEFAULT_TF_SERVING_IMAGE,
+                            "ports": [{"name": "grpc", "containerPort": 8500}, {"name": "http", "containerPort": 8501}],
+                            "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+                        }
+                    ],
+                    "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": CLAIM, "readOnly": True}}],
+                },
+            },
+        },
+    }
+
+
+def floor_service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"app": name},
+            "ports": [{"name": "grpc", "port": 8500}, {"name": "http", "port": 8501}],
+        },
+    }
+
+
+def deployment_ready(deployment: Mapping[str, Any]) -> bool:
+    """The floor's Ready: the Deployment's one replica is available for its current spec."""
+    status = deployment.get("status") or {}
+    generation: int = deployment.get("metadata", {}).get("generation", 0)
+    observed: int = status.get("observedGeneration", 0)
+    available: int = status.get("availableReplicas", 0)
+    return observed >= generation and available >= 1
 
 
 def standard_mode_config(upstream: Mapping[str, Any]) -> dict[str, Any]:
@@ -402,6 +461,26 @@ class KServeManager:
         return processes.tail(self.log_path, lines)
 
 
+class NoController:
+    """The floor has no controller: the benchmark writes every object itself."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.pid = os.getpid()  # not measured: its row shows no CPU or RSS
+
+    def check_alive(self) -> None:
+        return None
+
+    def ready_to_work(self) -> bool:
+        return True
+
+    def stop(self) -> None:
+        return None
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "(no controller: the benchmark created the Deployments and Services itself)"
+
+
 # -- the comparison -------------------------------------------------------------------------------------------
 
 
@@ -428,6 +507,9 @@ class Side:
     start: Callable[[str], Controller]
     teardown: Callable[[str, Controller], None]
     with_claim: bool
+    # More objects created per name beside `manifest`, in the same burst: (collection path, manifest).
+    companions: tuple[tuple[str, Callable[[str], dict[str, Any]]], ...] = ()
+    controlled: bool = True  # False: the floor, no controller (nothing to count, no CPU or RSS)
 
 
 TABLE_HEADER = (
@@ -461,6 +543,19 @@ class Versus:
         self.last: Controller | None = None  # for the log tail after a failure
         self.printed_header = False
         self.sides = (
+            Side(
+                name="control-plane floor (no controller)",
+                namespace="floor",
+                prefix="vs-floor-",  # no FlowSchema has it: nothing is counted, the settle is immediate
+                path="/apis/apps/v1/namespaces/{ns}/deployments",
+                manifest=floor_deployment,
+                ready=deployment_ready,
+                start=NoController,
+                teardown=self.stop_then_delete,
+                with_claim=True,
+                companions=(("/api/v1/namespaces/{ns}/services", floor_service),),
+                controlled=False,
+            ),
             Side(
                 name=f"modeldeploy ({args.workers} workers)",
                 namespace="md",
@@ -629,52 +724,89 @@ class Versus:
         startup = start.server - before
 
         path = side.path.format(ns=namespace)
-        t0 = time.monotonic()
-        created = create_all(self.cp, path, [side.manifest(f"m{i}") for i in range(count)])
-        progress(f"{side.name}, N={count}: created {count} objects in {time.monotonic() - t0:.1f} s")
+        # Followed with watches opened before the first create, not LISTs of N objects twice a second:
+        # the measurement must not load the API server that every row waits on.
         ready_at: dict[str, float] = {}
         # The controller's own share: when every object has its Deployment. What follows (ReplicaSets,
         # pods, scheduling, kwok's readiness) is the control plane's, the same for both controllers.
-        deployments_at: float | None = None
+        deployments: set[str] = set()
+        deployments_at: list[float] = []
         deployments_path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+
+        def on_deployment(event: dict[str, Any]) -> None:
+            deployments.add(event["object"]["metadata"]["name"])
+            if len(deployments) >= count and not deployments_at:
+                deployments_at.append(time.monotonic())
+
+        def on_object(event: dict[str, Any]) -> None:
+            obj = event["object"]
+            name = obj["metadata"]["name"]
+            if name not in ready_at and event["type"] != "DELETED" and side.ready(obj):
+                ready_at[name] = time.monotonic()
+
+        timeout = self.args.ready_timeout + self.args.phase_timeout
+        watches = [
+            Watcher(self.cp, deployments_path, list_version(self.api, deployments_path), timeout, on_deployment),
+            Watcher(self.cp, path, list_version(self.api, path), timeout, on_object),
+        ]
+        t0 = time.monotonic()
+        calls = []
+        for i in range(count):
+            name = f"m{i}"
+            calls.append(Call(name, "POST", path, side.manifest(name)))
+            calls += [Call(f"{name} {p}", "POST", p.format(ns=namespace), m(name)) for p, m in side.companions]
+        answered = send_all(self.cp, calls)
+        created = {f"m{i}": answered[f"m{i}"][0] for i in range(count)}
+        progress(f"{side.name}, N={count}: created {count} objects in {time.monotonic() - t0:.1f} s")
         deadline = t0 + self.args.ready_timeout
-        while len(ready_at) < count:
-            time.sleep(POLL_SECONDS)
-            now = time.monotonic()
-            controller.check_alive()
-            if deployments_at is None and len(self.list_items(deployments_path)) >= count:
-                deployments_at = now
-            for item in self.list_items(path):
-                name = item["metadata"]["name"]
-                if name not in ready_at and side.ready(item):
-                    ready_at[name] = now
-            if now > deadline:
-                limit = self.args.ready_timeout
-                raise PhaseTimeout(f"{side.name}, N={count}: only {len(ready_at)} of {count} Ready after {limit:.0f} s")
+        try:
+            while len(ready_at) < count:
+                time.sleep(POLL_SECONDS)
+                controller.check_alive()
+                for watch in watches:
+                    if watch.failed is not None:
+                        raise RuntimeError(f"the benchmark's watch of {watch.path} failed: {watch.failed}")
+                if time.monotonic() > deadline:
+                    limit = self.args.ready_timeout
+                    raise PhaseTimeout(
+                        f"{side.name}, N={count}: only {len(ready_at)} of {count} Ready after {limit:.0f} s"
+                    )
+        finally:
+            for watch in watches:
+                watch.stop()
         ready = self.read(side, controller)
         all_ready = max(ready_at.values()) - t0
-        all_deployments = (deployments_at if deployments_at is not None else max(ready_at.values())) - t0
+        all_deployments = (deployments_at[0] if deployments_at else max(ready_at.values())) - t0
         latencies = [ready_at[name] - created[name] for name in created]
         progress(f"{side.name}, N={count}: all Ready after {all_ready:.1f} s")
         settled = self.settle(side, controller, f"{side.name} after Ready", timeout=self.args.phase_timeout)
 
         to_ready = ready.server - start.server
         after = settled.server - ready.server
+        if side.controlled:
+            requests, cpu, rss = (
+                to_ready.per(count),
+                f"{ready.cpu - start.cpu:.1f}",
+                f"{ready.rss:.0f} ({ready.hwm:.0f})",
+            )
+        else:
+            writes = (1 + len(side.companions)) * count
+            requests, cpu, rss = f"{writes / count:.2f} creates, by the benchmark", "-", "-"
         row = (
             f"| {count} | {side.name} | {all_deployments:.1f} | {all_ready:.1f} | {percentile(latencies, 50):.1f} "
-            f"| {percentile(latencies, 95):.1f} | {to_ready.per(count)} | {ready.cpu - start.cpu:.1f} "
-            f"| {ready.rss:.0f} ({ready.hwm:.0f}) |"
+            f"| {percentile(latencies, 95):.1f} | {requests} | {cpu} | {rss} |"
         )
         if not self.printed_header:
             print(TABLE_HEADER, flush=True)
             self.printed_header = True
         print(row, flush=True)
         self.report.rows.append(row)
-        self.report.note(
-            f"{side.name}, N={count}: to all Ready {to_ready.describe()}; after Ready until quiet "
-            f"({settled.at - ready.at:.0f} s) {after.describe()}; start-up (not in the row) {startup.describe()}; "
-            f"children per object: {self.children(namespace, count)}"
-        )
+        if side.controlled:
+            self.report.note(
+                f"{side.name}, N={count}: to all Ready {to_ready.describe()}; after Ready until quiet "
+                f"({settled.at - ready.at:.0f} s) {after.describe()}; start-up (not in the row) {startup.describe()}; "
+                f"children per object: {self.children(namespace, count)}"
+            )
         if settled.rejected > start.rejected:
             self.report.note(f"{side.name}, N={count}: APF rejected {settled.rejected - start.rejected:.0f} requests")
         side.teardown(namespace, controller)
@@ -712,12 +844,17 @@ def versions_note(args: argparse.Namespace, module: KServeModule) -> list[str]:
         f"control plane: Kubernetes {k8s.kubernetes}, etcd {k8s.etcd}, kwok {k8s.kwok}; {args.nodes} kwok Nodes of "
         f"{describe_capacity(node_capacity(max(args.counts), args.nodes))} each",
         "each row: a fresh controller alone, in a fresh namespace; counted from the end of its start-up (no request "
-        f"for {QUIET_SECONDS:g} s) until all are Ready (polled every {POLL_SECONDS:g} s as the admin); requests "
+        f"for {QUIET_SECONDS:g} s) until all are Ready (two watches of the admin's, opened before the first create: "
+        "the objects and their Deployments); requests "
         "are those the API server dispatched for the controller's ServiceAccount (its own FlowSchemas), writes = "
         "create + patch + update + delete, Events included; p50/p95 from each object's create to Ready. Ready: "
         "ours, condition Ready with reason Ready; KServe, condition Ready True. Objects: ours served as is (no "
         "optimization Job), 1 replica, autoscaling off; KServe's as its defaults make them (in Standard mode, an "
         "HPA of min 1 = max 1 per object)",
+        "control-plane floor: no controller; the benchmark itself creates one Deployment (1 replica of TF Serving "
+        "mounting the claim) and one Service per object, 2 writes per object, and the row is timed the same way "
+        "(Ready: the Deployment's replica available). A controller's all Ready cannot go below it on this control "
+        "plane: what is above it is the controller's own share",
     ]
 
 

@@ -9,10 +9,13 @@ does all of this in milliseconds and keeps test needs (reading Secrets) out of t
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -134,6 +137,19 @@ class KubeApi:
             raise ApiError("PATCH", path, status, text)
         return json.loads(text)
 
+    def watch(self, path: str, resource_version: str, timeout_seconds: int) -> WatchStream:
+        """A watch of a collection from `resource_version`, on a connection of its own (a benchmark
+        follows changes this way instead of LISTing the collection again and again)."""
+        query = urlencode({"watch": "1", "resourceVersion": resource_version, "timeoutSeconds": timeout_seconds})
+        conn = http.client.HTTPSConnection("127.0.0.1", self._port, context=self._context, timeout=timeout_seconds + 30)
+        conn.request("GET", f"{path}?{query}", headers={"Accept": "application/json"})
+        response = conn.getresponse()
+        if response.status != 200:
+            text = response.read().decode(errors="replace")
+            conn.close()
+            raise ApiError("GET", path, response.status, text)
+        return WatchStream(conn, response)
+
     # -- the core/v1 calls the executor makes ----------------------------------------------------------
 
     def list_pods(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
@@ -165,3 +181,31 @@ class KubeApi:
     def patch_pod_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge `status` into the pod's status subresource (what a kubelet reports)."""
         self.patch(f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}/status", {"status": status})
+
+
+class WatchStream:
+    """The events of one watch, one JSON object per line; `close` (from any thread) ends the iteration."""
+
+    def __init__(self, conn: http.client.HTTPSConnection, response: http.client.HTTPResponse) -> None:
+        self._conn = conn
+        self._response = response
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for line in self._response:
+                if line.strip():
+                    event: dict[str, Any] = json.loads(line)
+                    yield event
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            # closed, or the server ended the stream (AttributeError: http.client's reader finding
+            # the connection closed from another thread)
+            return
+
+    def close(self) -> None:
+        # close() alone leaves a reader blocked in another thread (the response holds the socket);
+        # shutdown wakes it.
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._conn.close()

@@ -51,6 +51,19 @@ TRANSITIONS = Counter(
 
 
 WORKQUEUE_DEPTH = Gauge("modeldeploy_workqueue_depth", "ModelDeployments waiting for a worker.")
+WORKQUEUE_WAIT = Histogram(
+    "modeldeploy_workqueue_wait_seconds",
+    "Time a ModelDeployment waited in the work queue, from the event that queued it to a worker taking it; "
+    "lane urgent: its spec had changed (an edit, a new object), normal: anything else.",
+    ["lane"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def observe_queue_wait(seconds: float, lane: str) -> None:
+    WORKQUEUE_WAIT.labels(lane).observe(seconds)
+
+
 CACHE_OBJECTS = Gauge(
     "modeldeploy_cache_objects", "Objects held in the operator's cache, by kind (set at each resync).", ["kind"]
 )

@@ -1,7 +1,9 @@
 """The operator's moving parts between kopf and the reconcile: cache, work queue, workers, resync.
 
 kopf's watch events land in `on_event`, which only updates the cache and queues the key of the
-ModelDeployment concerned (microseconds, on kopf's event loop). A fixed pool of worker threads
+ModelDeployment concerned (microseconds, on kopf's event loop). A ModelDeployment whose spec
+changed (new, or a new metadata.generation) is queued as urgent: a user waits for that edit, and it
+goes before the status events of children that are rolling out. A fixed pool of worker threads
 takes keys from the queue and reconciles them from the cache; a failure requeues the key with
 exponential back-off, a success forgets its failures. The periodic resync queues every key the
 cache knows: it costs no request, and writes only where something drifted.
@@ -46,7 +48,7 @@ class Runtime:
     kube: KubeClient
     config: OperatorConfig
     cache: Cache = field(default_factory=Cache)
-    queue: WorkQueue = field(default_factory=WorkQueue)
+    queue: WorkQueue = field(default_factory=lambda: WorkQueue(observe_wait=metrics.observe_queue_wait))
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     # Optional kinds the API server does not serve (found by `prime`): not listed, not watched.
@@ -63,6 +65,7 @@ class Runtime:
         """A watch event: update the cache, queue the ModelDeployment(s) it concerns."""
         meta = body.get("metadata", {})
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        urgent = kind == KIND and event_type != DELETED and self._spec_changed(namespace, name, meta)
         if event_type == DELETED:
             if kind == KIND:
                 self.cache.remember_deleted(body)  # its artifacts are cleaned up by a Job
@@ -70,8 +73,14 @@ class Runtime:
         else:
             self.cache.upsert(kind, body)
         for key in self._keys_for(kind, namespace, name, body):
-            self.queue.add(key)
+            self.queue.add(key, urgent=urgent)
         metrics.WORKQUEUE_DEPTH.set(len(self.queue))
+
+    def _spec_changed(self, namespace: str, name: str, meta: dict[str, Any]) -> bool:
+        """A ModelDeployment the cache does not hold yet, or one with a generation the cache has not
+        seen: its spec changed (status and metadata writes keep the generation)."""
+        cached = self.cache.get(KIND, namespace, name)
+        return cached is None or cached["metadata"].get("generation") != meta.get("generation")
 
     def _keys_for(self, kind: str, namespace: str, name: str, body: dict[str, Any]) -> Iterable[Key]:
         if kind == KIND:

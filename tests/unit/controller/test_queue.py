@@ -6,7 +6,7 @@ import threading
 
 import urllib3
 
-from modeldeploy.controller.queue import TRANSIENT_MAX_DELAY, WorkQueue
+from modeldeploy.controller.queue import NORMAL, TRANSIENT_MAX_DELAY, URGENT, URGENT_RUN, WorkQueue
 from modeldeploy.k8s.client import ApiError, is_unavailable
 
 A, B = ("ns", "a"), ("ns", "b")
@@ -118,3 +118,62 @@ def test_what_counts_as_the_api_server_being_unavailable() -> None:
     assert not is_unavailable(ApiError(422, "POST", "/api", "invalid"))
     assert not is_unavailable(ApiError(409, "POST", "/api", "conflict"))
     assert not is_unavailable(KeyError("spec"))
+
+
+def test_an_urgent_key_goes_before_the_keys_that_are_not() -> None:
+    """100 rolling Deployments keep queueing their ModelDeployments; a user's edit must not wait behind them."""
+    queue = WorkQueue()
+    rolling = [("ns", f"r{i}") for i in range(100)]
+    for key in rolling:
+        queue.add(key)
+    queue.add(A, urgent=True)
+    queue.add(B, urgent=True)
+    assert [queue.get(timeout=0), queue.get(timeout=0)] == [A, B], "urgent keys first, in their own order"
+    assert [queue.get(timeout=0) for _ in rolling] == rolling, "then the others, in theirs"
+    assert queue.get(timeout=0) is None
+
+
+def test_a_stream_of_urgent_keys_does_not_starve_the_others() -> None:
+    """Every URGENT_RUN urgent keys in a row, one of the others (a Ready transition, a due canary step)."""
+    queue = WorkQueue()
+    others = [("ns", "o1"), ("ns", "o2")]
+    edits = [("ns", f"e{i}") for i in range(8)]
+    for key in others:
+        queue.add(key)
+    for key in edits:
+        queue.add(key, urgent=True)
+    taken = [queue.get(timeout=0) for _ in range(len(others) + len(edits))]
+    run = URGENT_RUN
+    assert taken == [*edits[:run], others[0], *edits[run : 2 * run], others[1], *edits[2 * run :]]
+
+
+def test_a_waiting_key_that_turns_urgent_moves_up_once() -> None:
+    queue = WorkQueue()
+    for key in (B, ("ns", "c"), A):
+        queue.add(key)
+    queue.add(A, urgent=True)
+    assert len(queue) == 3, "moved, not added twice"
+    assert [queue.get(timeout=0) for _ in range(3)] == [A, B, ("ns", "c")]
+
+
+def test_an_urgent_add_while_processing_comes_back_urgent() -> None:
+    queue = WorkQueue()
+    queue.add(A)
+    assert queue.get(timeout=0) == A
+    queue.add(B)
+    queue.add(A, urgent=True)  # the spec changed while a worker reconciles A
+    queue.done(A)
+    assert queue.get(timeout=0) == A and queue.get(timeout=0) == B
+
+
+def test_the_wait_of_each_key_is_reported_from_its_first_add() -> None:
+    clock = Clock()
+    waits: list[tuple[float, str]] = []
+    queue = WorkQueue(clock=clock, observe_wait=lambda seconds, lane: waits.append((seconds, lane)))
+    queue.add(A)
+    clock.now = 2.0
+    queue.add(A)  # de-duplicated: it has waited since 0
+    queue.add(B, urgent=True)
+    clock.now = 3.0
+    assert queue.get(timeout=0) == B and queue.get(timeout=0) == A
+    assert waits == [(1.0, URGENT), (3.0, NORMAL)]

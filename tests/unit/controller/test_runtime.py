@@ -56,3 +56,21 @@ def test_a_due_canary_step_requeues_the_key_at_that_time() -> None:
     assert runtime.queue.get(timeout=0) is None, "not before it is due"
     now[0] += 30
     assert runtime.queue.get(timeout=0) == KEY
+
+
+def _md(name: str, generation: int, resource_version: str) -> dict[str, object]:
+    meta = {"namespace": "ml", "name": name, "uid": name, "generation": generation, "resourceVersion": resource_version}
+    return {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "metadata": meta, "spec": {}}
+
+
+def test_a_spec_edit_is_queued_before_status_changes() -> None:
+    """An event with a new generation (an edit) is urgent; a status-only change of the same object is not."""
+    runtime = Runtime(kube=None, config=OperatorConfig())  # type: ignore[arg-type]
+    runtime.on_event("ModelDeployment", "ADDED", _md("a", 1, "10"))
+    runtime.on_event("ModelDeployment", "ADDED", _md("b", 1, "11"))
+    assert [runtime.queue.get(timeout=0), runtime.queue.get(timeout=0)] == [("ml", "a"), ("ml", "b")]
+    runtime.queue.done(("ml", "a"))
+    runtime.queue.done(("ml", "b"))
+    runtime.on_event("ModelDeployment", "MODIFIED", _md("a", 1, "12"))  # status only: same generation
+    runtime.on_event("ModelDeployment", "MODIFIED", _md("b", 2, "13"))  # an edit
+    assert [runtime.queue.get(timeout=0), runtime.queue.get(timeout=0)] == [("ml", "b"), ("ml", "a")]
