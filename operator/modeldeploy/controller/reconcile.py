@@ -228,10 +228,16 @@ class Reconciler:
             update_child = functools.partial(self._update, namespace, name, manifest, live, result, created_with)
             rejected += self._guarded(namespace, name, manifest, live, update_child, written)
         self._forget_refused(namespace, name, keep=written)
+        if result.applied:
+            # Status tells what this pass did: an applied Deployment has a generation its controller has
+            # not seen yet (the answer is in the cache), so an edit is RollingOut, never the Ready that
+            # was observed before the apply.
+            observed = observe(self.cache.snapshot(namespace, name), md, missing_kinds=self.missing_kinds)
         if conflicts or rejected:
             result.conflicts = conflicts
             result.rejected = [f"{r.kind}/{r.name}" for r in rejected]
             observed = dataclasses.replace(observed, conflicts=tuple(conflicts), rejected=tuple(rejected))
+        if result.applied or conflicts or rejected:
             update = status_of(md, decided, observed, previous, now)
         for kind, child in decided.delete:
             deleted = self.kube.delete(kind, namespace, child)

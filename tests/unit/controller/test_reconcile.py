@@ -54,7 +54,15 @@ class RecordingKube:
         old = self.objects.get((manifest["kind"], meta.get("namespace", NAMESPACE), meta["name"]), {})
         entries = [e for e in old.get("metadata", {}).get("managedFields", []) if e["operation"] != "Apply"]
         entries.insert(0, managed_entry("Apply", manifest))
-        return self._stored({**manifest, "metadata": {**meta, "managedFields": entries}})
+        stored: dict[str, Any] = {**manifest, "metadata": {**meta, "managedFields": entries}}
+        generation = int(old.get("metadata", {}).get("generation", 0))
+        if "status" in old:  # the status subresource: an apply leaves it as it is
+            stored["status"] = old["status"]
+        if old and old.get("spec") != manifest.get("spec"):
+            generation += 1  # a new spec: a new generation, which the Deployment controller has not seen
+        if generation:
+            stored["metadata"]["generation"] = generation
+        return self._stored(stored)
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
@@ -437,3 +445,50 @@ def test_a_child_gone_before_its_take_over_is_not_applied_back(
     edit_serving(kube, cache, env=[{"name": "EXTRA", "value": "1"}])
     assert not [w for w in reconcile() if w[1] == "Deployment"]
     assert kube.reads == [("Deployment", "digits")]
+
+
+def deployment_rolled_out(kube: RecordingKube, cache: Cache) -> None:
+    """The Deployment controller's watch event: every pod of the Deployment's current spec is ready."""
+    deployment = copy.deepcopy(cache.get("Deployment", NAMESPACE, "digits"))
+    assert deployment is not None
+    replicas = deployment["spec"].get("replicas", 1)
+    deployment["status"] = {
+        "observedGeneration": deployment["metadata"].get("generation", 0),
+        "replicas": replicas,
+        "readyReplicas": replicas,
+        "updatedReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [{"type": "Available", "status": "True"}, {"type": "Progressing", "status": "True"}],
+    }
+    watched(kube, cache, deployment)
+
+
+def test_the_pass_that_applies_an_edit_reports_it_rolling_out_not_ready(
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    """An edit that keeps the artifact (an env var) changes the pod template: the status written by
+    the pass that applies it must say the new generation is rolling out. It used to be computed from
+    what was observed before the apply, and claimed Ready for the new generation before the
+    Deployment controller had even seen it."""
+    reconcile()
+    finish_job(kube, cache)
+    reconcile()
+    deployment_rolled_out(kube, cache)
+    reconcile()
+    status = kube.objects[("ModelDeployment", NAMESPACE, "digits")]["status"]
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == "Ready"
+
+    edit_serving(kube, cache, env=[{"name": "EXTRA", "value": "1"}])
+    writes = reconcile()
+    assert ("apply", "Deployment", "digits") in writes
+    status = kube.objects[("ModelDeployment", NAMESPACE, "digits")]["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["observedGeneration"] == 2
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("True", "RollingOut"), conditions
+    assert conditions["ServingReady"]["reason"] == "RollingOut"
+    # The Deployment controller rolls the new pods out: Ready again, for the new generation.
+    deployment_rolled_out(kube, cache)
+    reconcile()
+    status = kube.objects[("ModelDeployment", NAMESPACE, "digits")]["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["observedGeneration"]) == ("Ready", 2)
