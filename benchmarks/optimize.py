@@ -16,8 +16,9 @@ converted to float32 TFLite, both on the same interpreter (LiteRT, its default X
 one thread), timed per example in the same process, alternately, for --rounds rounds of
 LATENCY_EXAMPLES examples each; the speed-up is the ratio of the two medians of the round p50s
 (the machine is shared: a single pass of each, minutes apart, measured the load, not the model).
-The goal line gives the same ratio in the thread's CPU time as well: under load a longer invoke is
-preempted more often, which inflates the slower side's wall-time p50.
+The goal line gives the same ratio in the thread's CPU time as well, and the goal is met only when
+both ratios reach it: under load a longer invoke is preempted more often, which inflates the slower
+side's wall-time p50 (the 224 CNN once measured 9.0x in wall time, 2.4x in CPU time).
 
     python benchmarks/optimize.py [--cache .cache/reference-models] [--fine-tune-epochs 5] [--large]
         [--models mlp,cnn] [--methods none,int8] [--rounds 7]
@@ -339,7 +340,9 @@ def goals(name: str, rows: list[Row], like: LikeForLike | None) -> list[str]:
     if like is None:
         checks.append((f"{name}: no int8 model.tflite (refused or not run): int8 latency not measured", False))
     else:
-        checks.append((f"{like.line(name)} (goal >= 2.5x)", like.speedup >= 2.5))
+        # Met only when both clocks say so: wall time is what a client waits for, but on a shared
+        # machine it inflates the slower model's p50 (9.0x wall against 2.4x CPU measured once).
+        checks.append((f"{like.line(name)} (goal >= 2.5x in both)", min(like.speedup, like.cpu_speedup) >= 2.5))
     if name == "MLP":
         for method in ("prune 80% + int8", "prune 80% 1x16 + int8"):
             if method not in by:

@@ -123,3 +123,13 @@ def test_the_benchmark_alternates_float32_and_int8_and_takes_the_ratio_of_median
     assert like.speedup == pytest.approx(30.0 / 11.0)  # medians 30 and 11; a mean of the rounds would say 19.2 / 11
     assert like.cpu_speedup == pytest.approx(26.0 / 9.0)
     assert "2.73x" in like.line("MLP") and "CPU time 26.0 / 9.0 µs: 2.89x" in like.line("MLP")
+
+
+def test_the_int8_goal_is_met_only_when_wall_and_cpu_time_both_reach_it(monkeypatch) -> None:
+    benchmark = load_benchmark(monkeypatch)
+    # Measured once on the 224 CNN under load: preemption inflated the float32 wall-time p50.
+    loaded = benchmark.LikeForLike((5180.0,), (574.0,), (1409.0,), (579.0,))
+    both = benchmark.LikeForLike((30.0,), (10.0,), (29.0,), (11.0,))
+    assert benchmark.goals("CNN224", [], loaded)[0].startswith("- MISSED: CNN224: ")
+    assert benchmark.goals("MLP", [], both)[0].startswith("- met: MLP: ")
+    assert benchmark.goals("MOBILENET", [], None)[0].startswith("- MISSED: MOBILENET: no int8 model.tflite")
