@@ -8,8 +8,9 @@ in points, p50 latency per example and the speed-up over the baseline SavedModel
 signature called on one example; TFLite: interpreter invoke on one example), and the wall time of
 the optimization itself (prune + fine-tune + quantize) and of the whole run. Pruning is gradual
 (PolynomialDecay) unless the method says one-shot; "1x16" prunes dense kernels in blocks, which
-int8 TFLite keeps sparse. Then it optimizes a generated 100 MB model (int8) in a child process for
-its wall time and peak memory, and checks the goals.
+int8 TFLite keeps sparse. Then it optimizes a generated 100 MB model (int8) by the CLI in a child
+process for its wall time and peak memory: the RSS summed over the child's process tree, sampled
+every 50 ms (what the pod's cgroup counts), overall and per stage; and checks the goals.
 
 The int8 goal compares like with like: the published int8 model.tflite and the same model
 converted to float32 TFLite, both on the same interpreter (LiteRT, its default XNNPACK delegate,
@@ -22,6 +23,7 @@ side's wall-time p50 (the 224 CNN once measured 9.0x in wall time, 2.4x in CPU t
 
     python benchmarks/optimize.py [--cache .cache/reference-models] [--fine-tune-epochs 5] [--large]
         [--models mlp,cnn] [--methods none,int8] [--rounds 7]
+    python benchmarks/optimize.py --only-big    # the 100 MB model alone
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ import argparse
 import io
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,11 +375,106 @@ BIG_MODEL_UNITS = (1024, 4096, 4096, 1024, 10)  # 25.2 M float32 parameters: 100
 BIG_EXAMPLES = 256
 
 
-def big_model_run(work: Path) -> tuple[float, float, int, dict[str, object]]:
+_SAMPLE_SECONDS = 0.05
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+_MIB = 1 << 20  # the goal's 2 GB is 2048 MiB
+
+
+def _descendants(pid: int) -> list[int]:
+    """The process and every descendant (children as the kernel lists them, per thread)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                queue += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # exited meanwhile
+            continue
+    return found
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident bytes summed over the process tree: what a pod's cgroup counts at this instant
+    (shared pages are counted once per process here, so this errs on the high side)."""
+    total = 0
+    for member in _descendants(pid):
+        try:
+            total += int(Path(f"/proc/{member}/statm").read_text().split()[1]) * _PAGE_BYTES
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+@dataclass
+class TreeMemory:
+    """Samples a child's summed tree RSS every 50 ms and the stage its progress log says it is in."""
+
+    samples: list[tuple[float, int, str]]  # (monotonic time, tree RSS bytes, stage)
+    stage: str = "start"
+
+    def peak_mib(self) -> float:
+        return max((rss for _, rss, _ in self.samples), default=0) / _MIB
+
+    def peak_by_stage_mib(self) -> dict[str, float]:
+        """Stages in the order they ran (`start`: before the first, Python and TensorFlow importing)."""
+        peaks: dict[str, float] = {}
+        for _, rss, stage in self.samples:
+            peaks[stage] = max(peaks.get(stage, 0.0), rss / _MIB)
+        return peaks
+
+
+_STAGE_STARTED = re.compile(r" optimize (\w+): started")
+
+
+def run_sampled(command: list[str]) -> tuple[int, str, str, float, TreeMemory]:
+    """Run the command, sampling its tree's RSS; its return code, stdout, stderr, wall seconds, memory."""
+    memory = TreeMemory(samples=[])
+    started = time.monotonic()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    out_lines: list[str] = []
+    err: list[str] = []
+
+    def read_stdout() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            out_lines.append(line)
+            if matched := _STAGE_STARTED.search(line):
+                memory.stage = matched.group(1)
+
+    def read_stderr() -> None:
+        assert child.stderr is not None
+        err.append(child.stderr.read())
+
+    readers = [threading.Thread(target=read_stdout), threading.Thread(target=read_stderr)]
+    for reader in readers:
+        reader.start()
+    while child.poll() is None:
+        memory.samples.append((time.monotonic(), tree_rss_bytes(child.pid), memory.stage))
+        time.sleep(_SAMPLE_SECONDS)
+    wall = time.monotonic() - started
+    for reader in readers:
+        reader.join()
+    return child.returncode, "".join(out_lines), "".join(err), wall, memory
+
+
+@dataclass(frozen=True)
+class BigRun:
+    wall: float
+    peak_mib: float  # summed tree RSS, sampled
+    maxrss_mib: float  # ru_maxrss of the largest child process
+    cpu_s: float  # user + system CPU seconds of the child: less noisy than wall time on a shared machine
+    stage_peaks_mib: dict[str, float]
+    source_bytes: int
+    report: dict[str, object]
+
+
+def big_model_run(work: Path) -> BigRun:
     """A generated ~100 MB Dense model optimized to int8 by the real CLI in a child process.
 
-    Returns the child's wall seconds and peak resident memory (MB, ru_maxrss of the child), the
-    .keras file size and the report.
+    Memory is the peak of the RSS summed over the child and its descendants, sampled every 50 ms
+    (what the pod's cgroup would see; ru_maxrss is only the largest single process's), overall and
+    per stage (from the child's progress lines).
     """
     import keras
     import numpy as np
@@ -403,14 +502,20 @@ def big_model_run(work: Path) -> tuple[float, float, int, dict[str, object]]:
         "--quantization", "int8", "--train-data", str(work / "big-train.npz"),
         "--eval-data", str(work / "big-eval.npz"), "--max-accuracy-drop", "1", "--termination-message-path", "",
     ]  # fmt: skip
-    started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
-    wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"the 100 MB run failed: {done.stderr.strip()[-500:]}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
+    returncode, _, stderr, wall, memory = run_sampled(command)
+    if returncode != 0:
+        raise RuntimeError(f"the 100 MB run failed: {stderr.strip()[-500:]}")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the only child this process waits for
     report = json.loads((out / "1" / "report.json").read_text())
-    return wall, peak_mb, source.stat().st_size, report
+    return BigRun(
+        wall,
+        memory.peak_mib(),
+        usage.ru_maxrss / 1024,  # Linux: KiB
+        usage.ru_utime + usage.ru_stime,
+        memory.peak_by_stage_mib(),
+        source.stat().st_size,
+        report,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,10 +530,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="", help="comma-separated subset of the methods (none always runs)")
     parser.add_argument("--rounds", type=int, default=7, help="alternating latency rounds, float32 vs int8 (7)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 100 MB model")
+    parser.add_argument("--only-big", action="store_true", help="only the 100 MB model (no reference models)")
     args = parser.parse_args(argv)
+    if args.only_big and args.skip_big:
+        parser.error("--only-big and --skip-big exclude each other")
     wanted = {"none", *args.methods.split(",")} if args.methods else None
 
-    models = reference_models(args.cache, large=args.large)
+    models = {} if args.only_big else reference_models(args.cache, large=args.large)
     names = [n for n in ("mlp", "cnn", "cnn224", "mobilenet") if n in models]
     if args.models:
         names = [n for n in names if n in args.models.split(",")]
@@ -457,19 +565,30 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(report_lines[-2:] + verdicts[-4:]), file=sys.stderr, flush=True)
         if not args.skip_big:
             print("100 MB model: int8 ...", file=sys.stderr, flush=True)
-            wall, peak_mb, source_bytes, big = big_model_run(Path(tmp))
-            sizes = big["sizes"]
+            big = big_model_run(Path(tmp))
+            sizes = big.report["sizes"]
             assert isinstance(sizes, dict)
+            stages = big.report["stages"]
+            assert isinstance(stages, dict)
             report_lines += [
-                f"100 MB model (Dense {'-'.join(map(str, BIG_MODEL_UNITS))}, .keras {source_bytes / 1e6:.1f} MB) "
-                f"to int8: {wall:.1f} s wall, peak memory {peak_mb:.0f} MB, model.tflite "
-                f"{sizes['optimized']['bytes'] / 1e6:.1f} MB; stages (s): {big['stages']}",
+                f"100 MB model (Dense {'-'.join(map(str, BIG_MODEL_UNITS))}, .keras {big.source_bytes / 1e6:.1f} MB) "
+                f"to int8: {big.wall:.1f} s wall ({big.cpu_s:.0f} CPU s), peak memory {big.peak_mib:.0f} MiB "
+                f"(RSS summed over the process tree, sampled every 50 ms; ru_maxrss of the largest process "
+                f"{big.maxrss_mib:.0f} MiB), model.tflite "
+                f"{sizes['optimized']['bytes'] / 1e6:.1f} MB",
+                "",
+                "| stage | seconds | peak tree RSS MiB |",
+                "| --- | ---: | ---: |",
+                *(
+                    f"| {stage} | {f'{stages[stage]:.1f}' if stage in stages else '-'} | {peak:.0f} |"
+                    for stage, peak in big.stage_peaks_mib.items()
+                ),
                 "",
             ]
             verdicts += [
-                f"- {'met' if wall <= 120 else 'MISSED'}: 100 MB model int8 in {wall:.1f} s (goal <= 120 s)",
-                f"- {'met' if peak_mb <= 2048 else 'MISSED'}: 100 MB model peak memory {peak_mb:.0f} MB "
-                "(goal <= 2048 MB)",
+                f"- {'met' if big.wall <= 120 else 'MISSED'}: 100 MB model int8 in {big.wall:.1f} s (goal <= 120 s)",
+                f"- {'met' if big.peak_mib <= 2048 else 'MISSED'}: 100 MB model peak memory {big.peak_mib:.0f} MiB "
+                "summed over the process tree (goal <= 2048 MiB)",
             ]
     print("\n".join(report_lines + verdicts))
     return 0

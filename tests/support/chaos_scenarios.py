@@ -38,7 +38,7 @@ from devcluster.kubeapi import ApiError
 from modeldeploy.api.reasons import ConditionType, Reason, is_warning
 from modeldeploy.controller.builders.labels import ARTIFACT_LABEL, COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, OPTIMIZER
 from modeldeploy.controller.builders.names import model_config_name, serving_config_name, serving_name
-from modeldeploy.k8s.client import FIELD_MANAGER
+from modeldeploy.k8s.kinds import FIELD_MANAGER
 
 # -- 1. kill -9 --------------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ even before their watch events arrive. An older version of an object (by resourc
 replaces a newer one.
 
 Memory: objects are kept slim. Only the fields the views and the drift check read survive
-(`slim`): no managedFields, no status of kinds whose status we never read, and for pods only
+(`slim`): no managedFields (one marker instead, when our own create still owns fields: see
+`controller.ownership`), no status of kinds whose status we never read, and for pods only
 their labels and container states. They are stored as deflated compact JSON, a quarter of what the
 same data takes as Python dicts; a reconcile inflates the few it reads (well under a millisecond).
 Children are indexed by the ModelDeployment that owns them (its label), claims by namespace, so a
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeldeploy.controller.builders.labels import MODEL_DEPLOYMENT_LABEL
+from modeldeploy.controller.ownership import OWNED_BY_UPDATE, owns_by_update
 
 Key = tuple[str, str]  # (namespace, name)
 Obj = dict[str, Any]
@@ -63,9 +65,14 @@ def _slim_container_status(status: Obj) -> Obj:
 
 def slim(kind: str, body: Obj) -> Obj:
     """The parts of an object a reconcile reads; everything else is dropped to save memory."""
-    out: Obj = {"kind": kind, "metadata": _slim_meta(body.get("metadata", {}))}
+    meta = body.get("metadata", {})
+    out: Obj = {"kind": kind, "metadata": _slim_meta(meta)}
     if "apiVersion" in body:
         out["apiVersion"] = body["apiVersion"]
+    if owns_by_update(meta.get("managedFields")):
+        # the one bit of managedFields a reconcile needs: fields we own through a create, which an
+        # apply alone never removes (controller/ownership.py)
+        out[OWNED_BY_UPDATE] = True
     if kind == CLAIM:
         # its existence, and whether it is bound yet
         phase = body.get("status", {}).get("phase")

@@ -46,7 +46,7 @@ from modeldeploy.controller.builders.deployment import (
     revision_of,
     template_revision,
 )
-from modeldeploy.controller.builders.labels import REVISION_ANNOTATION
+from modeldeploy.controller.builders.labels import REVISION_ANNOTATION, with_applied_digest
 from modeldeploy.controller.builders.manifest import Manifest
 from modeldeploy.controller.builders.names import (
     canary_model_config_name,
@@ -372,6 +372,17 @@ def plan(
     out.delete += [
         key for key in observed.children if key not in wanted and (key[0] in PRUNABLE_KINDS or key in removable)
     ]
+    return with_digests(out)
+
+
+def with_digests(out: Plan) -> Plan:
+    """Every manifest that leaves the planner carries its applied digest (see `applied_digest`); the
+    manifest a child is created with carries the digest of the one applied later, so that creating it
+    costs no apply afterwards."""
+    applied = {(m["kind"], m["metadata"]["name"]): m for m in out.apply}
+    out.initial = {key: with_applied_digest(m, applied.get(key, m)) for key, m in out.initial.items()}
+    out.apply = [with_applied_digest(m) for m in out.apply]
+    out.create = [with_applied_digest(m) for m in out.create]
     return out
 
 
@@ -385,4 +396,5 @@ __all__ = [
     "result_from_job",
     "rollback_from_history",
     "stable_revision",
+    "with_digests",
 ]

@@ -3,8 +3,9 @@
 Every trigger (the ModelDeployment changed, a child changed, the periodic resync) queues the key;
 a worker calls `Reconciler.reconcile(namespace, name)`, which never assumes which event woke it.
 It reads only the cache (no request), and writes only what differs: a child is applied when the
-live object lacks a field we set, status is patched when it changed, Events are posted on the
-transitions a user cares about. Every write's answer goes into the cache at once.
+live object lacks a field we set or carries another applied digest (a field we no longer set),
+status is patched when it changed, Events are posted on the transitions a user cares about. Every
+write's answer goes into the cache at once.
 
 A write the API server refuses (invalid, forbidden) is not an error to retry: the same manifest
 gets the same answer. It becomes a `ChildRejected` condition with the API server's message, and
@@ -30,7 +31,7 @@ from modeldeploy.api import KIND, InvalidModelDeployment, ModelDeployment, parse
 from modeldeploy.api.reasons import ConditionType, Reason
 from modeldeploy.api.spec import PrometheusCheck
 from modeldeploy.api.status import ConditionStatus, ModelDeploymentStatus, RolloutStatus
-from modeldeploy.controller import metrics
+from modeldeploy.controller import metrics, ownership
 from modeldeploy.controller.builders import Owner
 from modeldeploy.controller.builders.artifacts import with_signing_default
 from modeldeploy.controller.builders.cleanup import build_delete_cleanup_job
@@ -223,7 +224,8 @@ class Reconciler:
                 continue
             if is_subset(manifest, live):
                 continue
-            update_child = functools.partial(self._update, namespace, name, manifest, live, result)
+            created_with = decided.initial.get(key)
+            update_child = functools.partial(self._update, namespace, name, manifest, live, result, created_with)
             rejected += self._guarded(namespace, name, manifest, live, update_child, written)
         self._forget_refused(namespace, name, keep=written)
         if conflicts or rejected:
@@ -292,12 +294,22 @@ class Reconciler:
             raise
 
     def _update(
-        self, namespace: str, md_name: str, manifest: dict[str, Any], live: dict[str, Any], result: ReconcileResult
+        self,
+        namespace: str,
+        md_name: str,
+        manifest: dict[str, Any],
+        live: dict[str, Any],
+        result: ReconcileResult,
+        created_with: dict[str, Any] | None = None,
     ) -> None:
         """Bring an owned child back to what we want: server-side apply, forced, since the object is
-        ours; first, when a Service port of another manager holds one of our ports' names (apply alone
-        would be refused for the duplicate name), the port list is replaced whole."""
+        ours; first, when our create still owns fields (`ownership`), those become our apply's, so that
+        fields we no longer set go; when a Service port of another manager holds one of our ports'
+        names (apply alone would be refused for the duplicate name), the port list is replaced whole.
+        `created_with`: the manifest the child is created with, when it differs from the applied one."""
         kind, child = manifest["kind"], manifest["metadata"]["name"]
+        if ownership.marked(live) and not self._take_over_fields(namespace, md_name, manifest, created_with):
+            return  # gone meanwhile: an apply would create it; its watch event brings a reconcile that does
         if kind == "Service" and (ports := service_ports_repair(manifest, live)) is not None:
             live = self.kube.merge_patch(kind, namespace, child, {"spec": {"ports": ports}})
             self.cache.upsert(kind, {**live, "apiVersion": manifest["apiVersion"], "kind": kind})
@@ -310,6 +322,32 @@ class Reconciler:
         self.cache.upsert(kind, self.kube.apply(manifest))
         result.applied.append(f"{kind}/{child}")
         log.info("%s/%s: updated %s %s", namespace, md_name, kind, child)
+
+    def _take_over_fields(
+        self, namespace: str, md_name: str, manifest: dict[str, Any], created_with: dict[str, Any] | None
+    ) -> bool:
+        """Move the fields our create owns into our apply's ownership (read, then patch managedFields
+        if nobody wrote in between: a conflict is retried). Once per child: it costs a read and a
+        patch, and the apply that follows removes what the spec no longer sets. False: the child is gone."""
+        kind, child = manifest["kind"], manifest["metadata"]["name"]
+        current = self.kube.get(kind, namespace, child)
+        if current is None:
+            return False
+        meta = current["metadata"]
+        keep_out = ownership.left_out(created_with, manifest)
+        upgraded = ownership.upgraded_managed_fields(meta.get("managedFields"), manifest["apiVersion"], keep_out)
+        if upgraded is None:
+            return True  # the cache was behind: already taken over
+        self.kube.replace_managed_fields(kind, namespace, child, meta["resourceVersion"], upgraded)
+        log.info(
+            "%s/%s: took over the fields of %s %s it created, so that fields removed from the spec are removed "
+            "from it too",
+            namespace,
+            md_name,
+            kind,
+            child,
+        )
+        return True
 
     def _guarded(
         self,

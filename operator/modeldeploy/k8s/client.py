@@ -22,10 +22,10 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from modeldeploy.k8s.kinds import KINDS
+from modeldeploy.k8s.kinds import FIELD_MANAGER, KINDS
 
-FIELD_MANAGER = "modeldeploy-operator"
 REPORTING_CONTROLLER = "modeldeploy.io/operator"
+ManagedFields = list[dict[str, Any]]  # metadata.managedFields (named here: a method of KubeClient is called list)
 # Which operator replica posted an Event (kubectl describe shows it): the pod's name in a cluster.
 REPORTING_INSTANCE = f"{FIELD_MANAGER}-{socket.gethostname()}"[:128]
 
@@ -189,6 +189,32 @@ class KubeClient:
         path = self._path(kind, namespace, name)
         query = {"fieldManager": FIELD_MANAGER}
         obj: dict[str, Any] = self._call("PATCH", path, query, patch, "application/merge-patch+json")
+        return obj
+
+    def replace_managed_fields(
+        self, kind: str, namespace: str, name: str, resource_version: str, managed_fields: ManagedFields
+    ) -> dict[str, Any]:
+        """Replace an object's managedFields if it is still at `resource_version`: a JSON patch whose
+        `test` of the resourceVersion fails when anyone wrote in between (the field ownership we
+        computed would then be stale). The API server answers a failed test 422 with a generic
+        message, as it answers an invalid object; when the object did move on (one more read, only
+        then), it is a conflict instead (409): retried, never a refusal of the child."""
+        path = self._path(kind, namespace, name)
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "replace", "path": "/metadata/managedFields", "value": managed_fields},
+        ]
+        query = {"fieldManager": FIELD_MANAGER}
+        try:
+            obj: dict[str, Any] = self._call("PATCH", path, query, patch, "application/json-patch+json")
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            current = self.get(kind, namespace, name)
+            if current is not None and current["metadata"].get("resourceVersion") == resource_version:
+                raise  # not a stale read: the patch itself was refused
+            message = f"{kind} {namespace}/{name} changed since resourceVersion {resource_version}"
+            raise ApiError(409, "PATCH", path, message, "Conflict") from exc
         return obj
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:

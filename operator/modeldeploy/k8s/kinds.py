@@ -11,6 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+# The field manager of every write the operator makes (server-side apply, create, merge patch): the
+# name its fields carry in managedFields. Here, with the pure data, so the pure core can recognise
+# its own managedFields entries without importing the client.
+FIELD_MANAGER = "modeldeploy-operator"
+
 
 class Role(StrEnum):
     PRIMARY = "primary"  # the ModelDeployment itself

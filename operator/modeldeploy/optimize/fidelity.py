@@ -5,7 +5,8 @@ converted to a model.tflite whose variables were never initialised: NaN for ever
 run published it as "300x smaller". And a quantized model is only ever close to the original. So
 after conversion and quantization the pipeline runs the candidate (what would be published:
 model.tflite, else the SavedModel) and the original (the source model in its own runtime, after
-pruning: the Keras model in memory, or the source SavedModel's `serving_default`) on the same
+pruning: the Keras model in memory, run just before conversion so that its weights are freed
+for the converter, or the source SavedModel's `serving_default`) on the same
 inputs: up to CHECK_EXAMPLES examples of the eval data, else of the train data, else generated
 inputs of the model's input shape and dtype. Pruning is a deliberate change that the quality gate
 judges; this check judges the change of format only, and needs no labels.

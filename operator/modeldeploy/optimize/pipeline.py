@@ -7,20 +7,27 @@ failed run leaves nothing where TF Serving looks. What can be checked without th
 before it loads (minutes for a large one): the output folder, then the dataset files' arrays in
 `fetch`; their fit to the model's input in `data`. Each stage is logged with its timing, and
 report.json records them all but `export`, which writes and publishes it.
+
+Memory: the peak of a run is the TFLite converter's, which holds several copies of the weights at
+once (a 100 MB model peaks at about 1.8 GiB, `benchmarks/optimize.py`). So the `quantize` stage
+first takes the Keras model's outputs for the conversion check and frees the model (one copy
+fewer at the peak, and in `check` and `evaluate`), and collects the converter's garbage after it.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from modeldeploy import __version__
 from modeldeploy.contract.failures import Failure
@@ -116,7 +123,8 @@ def _inputs(signature: ModelSignature, train: Dataset | None, evaluation_data: D
 class _Loaded:
     signature: ModelSignature
     baseline_dir: Path  # the unoptimized model as a SavedModel: the reference for every comparison
-    keras_model: Any  # None for a SavedModel source
+    keras_model: Any  # None for a SavedModel source, and once freed before conversion
+    sigmoid: bool = False  # the Keras model's last layer is a sigmoid (read before it is freed)
 
 
 @dataclass(frozen=True)
@@ -175,9 +183,16 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
         elif opts.fine_tune_epochs > 0:
             log.info("fine-tuning skipped: nothing is pruned", stage="prune")
         tflite, representative_from, encoding = None, None, None
+        original: npt.NDArray[Any] | OptimizeError | None = None  # None: the check runs the original itself
         if opts.quantization is not Quantization.NONE:
             with log.stage("quantize", mode=opts.quantization.value):
+                # The converter holds several copies of the weights at once; the Keras model would
+                # be one more. Its outputs for the conversion check are taken now and it is freed
+                # (a failure to run it is the check's to report, after conversion as before).
+                original, loaded = _original_outputs_now(loaded, train, evaluation_data)
+                gc.collect()  # a Keras model is a web of reference cycles: only the collector frees its weights
                 tflite, representative_from = _quantize(opts, optimized_dir, train, evaluation_data)
+                gc.collect()  # the converter's SavedModel and graphs are reference cycles: free them now
                 log.info("model.tflite built", stage="quantize", bytes=len(tflite))
                 if prune_report is not None:
                     tflite, encoding = _sparse_encoding(opts, optimized_dir, tflite, signature, train, evaluation_data)
@@ -188,7 +203,7 @@ def run(opts: Options, log: ProgressLog) -> Outcome:
                         sparse_bytes=encoding.sparse_bytes,
                     )
         with log.stage("check", artifact="model.tflite" if tflite is not None else "SavedModel"):
-            fidelity = _check_conversion(opts, loaded, optimized_dir, tflite, train, evaluation_data)
+            fidelity = _check_conversion(opts, loaded, optimized_dir, tflite, train, evaluation_data, original)
             log.info(fidelity.message(), stage="check", passed=fidelity.passed)
         # Before the quality gate: a broken conversion must be named as such, not as lost accuracy.
         if not fidelity.passed:
@@ -274,7 +289,7 @@ def _load(opts: Options, source: Fetched, work: Path, log: ProgressLog) -> _Load
         log.info(f"the model computes in {policy}: rebuilt computing in float32, same weights", stage="load")
     signature = keras_signature(model, opts.source)
     export_saved_model(model, signature, work / "baseline")
-    return _Loaded(signature, work / "baseline", model)
+    return _Loaded(signature, work / "baseline", model, ends_in_sigmoid(model))
 
 
 def _prune(
@@ -339,6 +354,41 @@ def _candidate(loaded: _Loaded, optimized_dir: Path, tflite: bytes | None) -> Pr
     return SavedModelPredictor(optimized_dir, loaded.signature)
 
 
+def _original(loaded: _Loaded) -> Predictor:
+    """The original in its own runtime, after pruning: the Keras model in memory covers our
+    SavedModel export too; a SavedModel source is its own serving signature."""
+    if loaded.keras_model is not None:
+        return KerasPredictor(loaded.keras_model)
+    return SavedModelPredictor(loaded.baseline_dir, loaded.signature)
+
+
+def _original_outputs(loaded: _Loaded, train: Dataset | None, evaluation_data: Dataset | None) -> npt.NDArray[Any]:
+    """The original's outputs on the conversion check's inputs."""
+    all_inputs, data = _inputs(loaded.signature, train, evaluation_data)
+    try:
+        return _original(loaded).predict(all_inputs[:CHECK_EXAMPLES])
+    except (ValueError, RuntimeError) as exc:  # as in evaluate.score: the data does not fit the model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OptimizeError(
+            Failure.INVALID_DATASET, f"running the original model on {data} failed: {first[:300]}"
+        ) from None
+
+
+def _original_outputs_now(
+    loaded: _Loaded, train: Dataset | None, evaluation_data: Dataset | None
+) -> tuple[npt.NDArray[Any] | OptimizeError | None, _Loaded]:
+    """Before conversion: the Keras model's outputs for the check (or why it could not run), and
+    `loaded` without the Keras model, for the caller to drop the last reference to it. A SavedModel
+    source has nothing to free."""
+    if loaded.keras_model is None:
+        return None, loaded
+    try:
+        outputs: npt.NDArray[Any] | OptimizeError = _original_outputs(loaded, train, evaluation_data)
+    except OptimizeError as error:
+        outputs = error
+    return outputs, replace(loaded, keras_model=None)
+
+
 def _check_conversion(
     opts: Options,
     loaded: _Loaded,
@@ -346,26 +396,17 @@ def _check_conversion(
     tflite: bytes | None,
     train: Dataset | None,
     evaluation_data: Dataset | None,
+    original: npt.NDArray[Any] | OptimizeError | None = None,
 ) -> FidelityCheck:
-    """Run the original and the candidate on the same inputs and apply `fidelity`'s rule."""
-    # The original in its own runtime, after pruning: the Keras model in memory covers our
-    # SavedModel export too; a SavedModel source is its own serving signature.
-    original: Predictor = (
-        KerasPredictor(loaded.keras_model)
-        if loaded.keras_model is not None
-        else SavedModelPredictor(loaded.baseline_dir, loaded.signature)
-    )
+    """Run the original (unless its outputs were taken before conversion) and the candidate on the
+    same inputs and apply `fidelity`'s rule."""
+    if isinstance(original, OptimizeError):
+        raise original
+    expected = original if original is not None else _original_outputs(loaded, train, evaluation_data)
     candidate = _candidate(loaded, optimized_dir, tflite)
     all_inputs, data = _inputs(loaded.signature, train, evaluation_data)
     x = all_inputs[:CHECK_EXAMPLES]
     artifact = TFLITE_FILE if tflite is not None else "SavedModel"
-    try:
-        expected = original.predict(x)
-    except (ValueError, RuntimeError) as exc:  # as in evaluate.score: the data does not fit the model
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise OptimizeError(
-            Failure.INVALID_DATASET, f"running the original model on {data} failed: {first[:300]}"
-        ) from None
     try:
         return compare_outputs(expected, candidate.predict(x), opts.quantization, artifact=artifact, data=data)
     except (ValueError, RuntimeError) as exc:  # the original ran on these inputs: the conversion broke
@@ -394,7 +435,7 @@ def _evaluate(
         before = outputs_of(baseline, evaluation_data.x, "baseline")
         after = outputs_of(candidate, evaluation_data.x, "optimized")
         # Decided on the original's outputs, then applied alike to both: a logit is read by its sign.
-        scoring = scoring_for(metric, before, sigmoid=ends_in_sigmoid(loaded.keras_model), top_k=opts.top_k)
+        scoring = scoring_for(metric, before, sigmoid=loaded.sigmoid, top_k=opts.top_k)
         judged = judge(
             metric,
             scoring,

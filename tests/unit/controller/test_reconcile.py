@@ -22,6 +22,7 @@ from modeldeploy.controller.config import OperatorConfig
 from modeldeploy.controller.reconcile import Reconciler
 from modeldeploy.controller.runtime import Runtime
 from modeldeploy.k8s.client import ApiError
+from modeldeploy.k8s.kinds import FIELD_MANAGER
 
 NAMESPACE = "ml"
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -34,6 +35,8 @@ class RecordingKube:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []  # (verb, kind, name or reason)
+        self.reads: list[tuple[str, str]] = []  # GETs: (kind, name)
+        self.managed_fields_sent: list[list[dict[str, Any]]] = []
         self.fail_status_with: int | None = None
 
     def _stored(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -44,15 +47,37 @@ class RecordingKube:
         return copy.deepcopy(obj)
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Replaces the object (a fake: no merge), keeping its managedFields plus our Apply entry, as
+        the API server does: an apply leaves the entry of our create where it is."""
         self.writes.append(("apply", manifest["kind"], manifest["metadata"]["name"]))
-        return self._stored(manifest)
+        meta = manifest["metadata"]
+        old = self.objects.get((manifest["kind"], meta.get("namespace", NAMESPACE), meta["name"]), {})
+        entries = [e for e in old.get("metadata", {}).get("managedFields", []) if e["operation"] != "Apply"]
+        entries.insert(0, managed_entry("Apply", manifest))
+        return self._stored({**manifest, "metadata": {**meta, "managedFields": entries}})
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
         if key in self.objects:
             return None
         self.writes.append(("create", manifest["kind"], manifest["metadata"]["name"]))
-        return self._stored(manifest)
+        meta = {**manifest["metadata"], "managedFields": [managed_entry("Update", manifest)]}
+        return self._stored({**manifest, "metadata": meta})
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        self.reads.append((kind, name))
+        obj = self.objects.get((kind, namespace or "", name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def replace_managed_fields(
+        self, kind: str, namespace: str, name: str, resource_version: str, managed_fields: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        obj = self.objects[(kind, namespace, name)]
+        if obj["metadata"]["resourceVersion"] != resource_version:
+            raise ApiError(409, "PATCH", f"{kind}/{name}", "changed meanwhile")
+        self.writes.append(("managedFields", kind, name))
+        self.managed_fields_sent.append(copy.deepcopy(managed_fields))
+        return self._stored({**obj, "metadata": {**obj["metadata"], "managedFields": managed_fields}})
 
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         if self.objects.pop((kind, namespace or "", name), None) is None:
@@ -81,6 +106,26 @@ class RecordingKube:
         assert label_selector is None and field_selector is not None and field_selector.startswith("metadata.name=")
         obj = self.objects.get((kind, namespace or "", field_selector.removeprefix("metadata.name=")))
         return [copy.deepcopy(obj)] if obj is not None else []
+
+
+def field_set(obj: Any) -> dict[str, Any]:
+    """A fieldsV1 tree of a manifest, roughly as the API server records it (lists as leaves)."""
+    if not isinstance(obj, dict):
+        return {}
+    return {f"f:{k}": field_set(v) for k, v in obj.items() if k not in ("apiVersion", "kind")}
+
+
+def managed_entry(operation: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    fields = field_set({k: v for k, v in manifest.items() if k != "status"})
+    fields["f:metadata"].pop("f:name", None)
+    fields["f:metadata"].pop("f:namespace", None)
+    return {
+        "manager": FIELD_MANAGER,
+        "operation": operation,
+        "apiVersion": manifest["apiVersion"],
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    }
 
 
 VERSIONS = itertools.count(1)  # one sequence, like etcd's revisions, for writes and watch events
@@ -278,3 +323,117 @@ def test_a_foreign_object_with_a_child_s_name_is_never_touched(
     # The user removes their Service: the next pass creates ours.
     del kube.objects[("Service", NAMESPACE, "digits")]
     assert ("create", "Service", "digits") in reconcile()
+
+
+def edit_serving(kube: RecordingKube, cache: Cache, **serving: Any) -> None:
+    """The user edits spec.serving (None removes a field)."""
+    md = copy.deepcopy(cache.get("ModelDeployment", NAMESPACE, "digits"))
+    assert md is not None
+    for key, value in serving.items():
+        if value is None:
+            md["spec"].setdefault("serving", {}).pop(key, None)
+        else:
+            md["spec"].setdefault("serving", {})[key] = value
+    md["metadata"]["generation"] += 1
+    watched(kube, cache, md)
+
+
+def test_a_field_removed_from_the_spec_is_removed_from_the_child_it_created(
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    """A field only the create set (the API server keeps it under the create's Update entry) is
+    noticed by its digest; the create's fields become the apply's (once: a read and a patch) so the
+    apply removes it; under the HPA, spec.replicas stays out of our apply's fields."""
+    toleration = {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
+    edit_serving(kube, cache, tolerations=[toleration], env=[{"name": "EXTRA", "value": "1"}])
+    reconcile()
+    finish_job(kube, cache)
+    reconcile()
+    reconcile()
+    created = kube.objects[("Deployment", NAMESPACE, "digits")]
+    assert created["spec"]["template"]["spec"]["tolerations"] == [toleration]
+    assert created["spec"]["replicas"] == 1, "created with the HPA's minimum"
+    assert reconcile() == [], "the create is not followed by an apply"
+
+    edit_serving(kube, cache, tolerations=None, env=None)
+    writes = [w for w in reconcile() if w[1] == "Deployment"]
+    assert writes == [("managedFields", "Deployment", "digits"), ("apply", "Deployment", "digits")]
+    assert kube.reads == [("Deployment", "digits")]
+    (entries,) = kube.managed_fields_sent
+    assert [(e["manager"], e["operation"]) for e in entries] == [(FIELD_MANAGER, "Apply")]
+    owned = entries[0]["fieldsV1"]
+    assert "f:tolerations" in owned["f:spec"]["f:template"]["f:spec"], "now owned by the apply: removable"
+    assert "f:replicas" not in owned["f:spec"], "the HPA's replicas: never ours to remove"
+    live = kube.objects[("Deployment", NAMESPACE, "digits")]
+    assert "tolerations" not in live["spec"]["template"]["spec"]
+    assert "env" not in live["spec"]["template"]["spec"]["containers"][0]
+
+    # Taken over once: the next change is an apply alone.
+    assert not [w for w in reconcile() if w[0] in ("apply", "managedFields")]
+    edit_serving(kube, cache, env=[{"name": "EXTRA", "value": "2"}])
+    assert [w for w in reconcile() if w[1] == "Deployment"] == [("apply", "Deployment", "digits")]
+    assert kube.reads == [("Deployment", "digits")], "no second read"
+
+
+def test_a_conflicting_take_over_is_retried_not_refused(
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    """Someone wrote between our read and our patch: a conflict for the queue's back-off, never a
+    ChildRejected, and nothing applied with the stale ownership."""
+    reconcile()
+    finish_job(kube, cache)
+    reconcile()
+    reconcile()
+    edit_serving(kube, cache, env=[{"name": "EXTRA", "value": "1"}])
+    real_get = kube.get
+
+    def get_then_someone_writes(kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        obj = real_get(kind, namespace, name)
+        kube._stored(kube.objects[(kind, namespace or "", name)])  # a new resourceVersion
+        return obj
+
+    kube.get = get_then_someone_writes  # type: ignore[method-assign]
+    with pytest.raises(ApiError) as raised:
+        reconcile()
+    assert raised.value.status == 409 and not raised.value.refused
+    assert ("apply", "Deployment", "digits") not in kube.writes
+    kube.get = real_get  # type: ignore[method-assign]
+    writes = reconcile()
+    assert ("managedFields", "Deployment", "digits") in writes and ("apply", "Deployment", "digits") in writes
+
+
+def test_a_removed_field_is_noticed_though_every_field_we_set_is_live(
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    """A Service annotation dropped from the spec changes no field we still set: only the applied
+    digest tells the Service is not what we would write now."""
+    md = copy.deepcopy(cache.get("ModelDeployment", NAMESPACE, "digits"))
+    assert md is not None
+    md["spec"]["service"] = {"annotations": {"example.com/team": "ml"}}
+    watched(kube, cache, md)
+    reconcile()
+    finish_job(kube, cache)
+    reconcile()
+    reconcile()
+    del md["spec"]["service"]
+    watched(kube, cache, md)
+    writes = [w for w in reconcile() if w[0] in ("apply", "managedFields")]
+    assert writes == [("managedFields", "Service", "digits"), ("apply", "Service", "digits")]
+    owned = kube.managed_fields_sent[0][0]["fieldsV1"]["f:metadata"]["f:annotations"]
+    assert "f:example.com/team" in owned, "the annotation is now the apply's, so the apply removes it"
+    assert "example.com/team" not in kube.objects[("Service", NAMESPACE, "digits")]["metadata"].get("annotations", {})
+
+
+def test_a_child_gone_before_its_take_over_is_not_applied_back(
+    kube: RecordingKube, cache: Cache, reconcile: Callable[[], list[tuple[str, str, str]]]
+) -> None:
+    """The read before the take-over finds no object (deleted, its watch event not in yet): an apply
+    would create it outside the create path; nothing is written, the delete event brings the create."""
+    reconcile()
+    finish_job(kube, cache)
+    reconcile()
+    reconcile()
+    del kube.objects[("Deployment", NAMESPACE, "digits")]
+    edit_serving(kube, cache, env=[{"name": "EXTRA", "value": "1"}])
+    assert not [w for w in reconcile() if w[1] == "Deployment"]
+    assert kube.reads == [("Deployment", "digits")]

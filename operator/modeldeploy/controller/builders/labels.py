@@ -7,6 +7,8 @@ so a Deployment selector built from them stays valid forever).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,10 @@ ARTIFACT_LABEL = "modeldeploy.io/artifact"
 MODEL_VERSION_ANNOTATION = "modeldeploy.io/model-version"
 # On a serving Deployment (and a canary's pods): the revision its pod template is, see `revision_of`.
 REVISION_ANNOTATION = "modeldeploy.io/revision"
+# On every child the operator writes (in its metadata, never in a pod template: a new value must not
+# restart pods): a short hash of the manifest as applied, see `applied_digest`.
+APPLIED_DIGEST_ANNOTATION = "modeldeploy.io/applied-digest"
+APPLIED_DIGEST_LENGTH = 16
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "modeldeploy-operator"
 SERVING = "serving"
@@ -99,3 +105,27 @@ def serving_metadata(
     """Metadata of the children named after the ModelDeployment (Service, HPA, PDB, NetworkPolicy)."""
     labels = child_labels(md.name, SERVING, md.spec.model.version)
     return metadata(serving_name(md.name), md.namespace, labels, owner, annotations)
+
+
+def applied_digest(manifest: dict[str, Any]) -> str:
+    """A short stable hash of a manifest, computed without its own annotation. The drift check only
+    asks whether every field we set is live; a field we no longer set (removed from the spec) changes
+    this digest instead, so the child is applied again and the field removed."""
+    meta = dict(manifest.get("metadata", {}))
+    annotations = {k: v for k, v in meta.get("annotations", {}).items() if k != APPLIED_DIGEST_ANNOTATION}
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    blob = json.dumps({**manifest, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:APPLIED_DIGEST_LENGTH]
+
+
+def with_applied_digest(manifest: dict[str, Any], applied: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`manifest` annotated with the digest of `applied` (itself by default): a child created from
+    another manifest than the one applied later (a Deployment created with the HPA's minimum of
+    replicas) carries the applied one's digest, so the create is not followed by an apply."""
+    digest = applied_digest(manifest if applied is None else applied)
+    meta = manifest["metadata"]
+    annotations = {**meta.get("annotations", {}), APPLIED_DIGEST_ANNOTATION: digest}
+    return {**manifest, "metadata": {**meta, "annotations": annotations}}
