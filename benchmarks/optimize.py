@@ -12,7 +12,17 @@ int8 TFLite keeps sparse. Then it optimizes a generated 100 MB model (int8) by t
 process for its wall time and peak memory: the RSS summed over the child's process tree, sampled
 every 50 ms (what the pod's cgroup counts), overall and per stage; and checks the goals.
 
+The int8 goal compares like with like: the published int8 model.tflite and the same model
+converted to float32 TFLite, both on the same interpreter (LiteRT, its default XNNPACK delegate,
+one thread), timed per example in the same process, alternately, for --rounds rounds of
+LATENCY_EXAMPLES examples each; the speed-up is the ratio of the two medians of the round p50s
+(the machine is shared: a single pass of each, minutes apart, measured the load, not the model).
+The goal line gives the same ratio in the thread's CPU time as well, and the goal is met only when
+both ratios reach it: under load a longer invoke is preempted more often, which inflates the slower
+side's wall-time p50 (the 224 CNN once measured 9.0x in wall time, 2.4x in CPU time).
+
     python benchmarks/optimize.py [--cache .cache/reference-models] [--fine-tune-epochs 5] [--large]
+        [--models mlp,cnn] [--methods none,int8] [--rounds 7]
     python benchmarks/optimize.py --only-big    # the 100 MB model alone
 """
 
@@ -31,10 +41,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from modeldeploy.contract.formats import ModelFormat, PruningSchedule, Quantization
+from modeldeploy.contract.layout import TFLITE_FILE
 from modeldeploy.optimize.errors import OptimizeError
 from modeldeploy.optimize.logs import ProgressLog
 from modeldeploy.optimize.options import Options
@@ -120,10 +132,14 @@ def reference_models(cache: Path, *, large: bool) -> dict[str, ReferenceModel]:
     return make_reference(cache, large=large)
 
 
+def method_output(model: ReferenceModel, method_name: str, work: Path) -> Path:
+    return work / model.name / "".join(c for c in method_name if c.isalnum())
+
+
 def run_method(model: ReferenceModel, method: Method, epochs: int, work: Path) -> Row:
     from modeldeploy.optimize import pipeline
 
-    output = work / model.name / "".join(c for c in method.name if c.isalnum())
+    output = method_output(model, method.name, work)
     options = Options(
         source=str(model.keras_path),
         format=ModelFormat.KERAS,
@@ -173,11 +189,11 @@ def run_method(model: ReferenceModel, method: Method, epochs: int, work: Path) -
     )
 
 
-def float_tflite_row(model: ReferenceModel, work: Path, baseline: Row) -> Row:
+def float_tflite_row(model: ReferenceModel, work: Path, baseline: Row) -> tuple[Row, bytes]:
     """For context, not a product mode: the same model as an unquantized float32 TFLite file.
 
     It separates the gain of the TFLite runtime (no TensorFlow graph call per request) from the
-    gain of quantization.
+    gain of quantization. Returns the row and the float32 model.tflite (the int8 goal's peer).
     """
     import time
 
@@ -206,7 +222,7 @@ def float_tflite_row(model: ReferenceModel, work: Path, baseline: Row) -> Row:
     reference = SavedModelPredictor(saved_model, signature)
     base_p50 = measure_latency(reference, x).p50_ms * 1000
     p50 = measure_latency(predictor, x).p50_ms * 1000
-    return Row(
+    row = Row(
         method="(context) tflite float32",
         format="tflite, no quantization",
         raw=size.bytes,
@@ -221,6 +237,84 @@ def float_tflite_row(model: ReferenceModel, work: Path, baseline: Row) -> Row:
         optimize_s=convert_s,
         total_s=time.monotonic() - started,
     )
+    return row, content
+
+
+@dataclass(frozen=True)
+class LikeForLike:
+    """int8 against float32 TFLite, measured alternately in one process: p50 µs of every round.
+
+    Wall time (what a client waits) and the thread's CPU time (what the model costs: on a shared
+    machine a longer invoke is more often preempted, so under load wall time inflates the slower
+    side's p50 more than the faster one's). Both interpreters run on one thread (LiteRT's default).
+    """
+
+    float_p50_us: tuple[float, ...]
+    int8_p50_us: tuple[float, ...]
+    float_cpu_p50_us: tuple[float, ...]
+    int8_cpu_p50_us: tuple[float, ...]
+
+    @staticmethod
+    def _median(values: tuple[float, ...]) -> float:
+        import statistics
+
+        return statistics.median(values)
+
+    @property
+    def speedup(self) -> float:
+        """The ratio of the wall-time medians: one loaded round on either side moves it least."""
+        return self._median(self.float_p50_us) / self._median(self.int8_p50_us)
+
+    @property
+    def cpu_speedup(self) -> float:
+        return self._median(self.float_cpu_p50_us) / self._median(self.int8_cpu_p50_us)
+
+    def line(self, name: str) -> str:
+        rounds = ", ".join(f"{f / q:.2f}" for f, q in zip(self.float_p50_us, self.int8_p50_us, strict=True))
+        return (
+            f"{name}: float32 TFLite p50 {self._median(self.float_p50_us):.1f} µs, int8 "
+            f"{self._median(self.int8_p50_us):.1f} µs (medians of {len(self.int8_p50_us)} alternating rounds): "
+            f"{self.speedup:.2f}x; per round {rounds}; CPU time {self._median(self.float_cpu_p50_us):.1f} / "
+            f"{self._median(self.int8_cpu_p50_us):.1f} µs: {self.cpu_speedup:.2f}x"
+        )
+
+
+def cpu_p50_us(predictor: Any, x: Any) -> float:
+    """measure_latency's loop timed by the thread's CPU clock: the model's cost without the waits."""
+    import statistics
+
+    from modeldeploy.optimize.evaluate import LATENCY_EXAMPLES, LATENCY_WARMUP
+
+    examples = x[:LATENCY_EXAMPLES]
+    for index in range(min(LATENCY_WARMUP, len(examples))):
+        predictor.predict_one(examples[index : index + 1])
+    spent = []
+    for index in range(len(examples)):
+        one = examples[index : index + 1]
+        start = time.thread_time_ns()
+        predictor.predict_one(one)
+        spent.append(time.thread_time_ns() - start)
+    return statistics.median(spent) / 1000
+
+
+def like_for_like(float_content: bytes, int8_content: bytes, eval_path: Path, rounds: int) -> LikeForLike:
+    """Both models on the same interpreter settings, alternately, on the same examples."""
+    import numpy as np
+
+    from modeldeploy.optimize.evaluate import TFLitePredictor, measure_latency
+
+    with np.load(eval_path) as data:
+        x = data["x"].astype("float32")
+    predictors = TFLitePredictor(float_content), TFLitePredictor(int8_content)
+    wall: tuple[list[float], list[float]] = ([], [])
+    cpu: tuple[list[float], list[float]] = ([], [])
+    for index in range(rounds):
+        # Alternate which goes first: a load change during a round does not always hit the same side.
+        order = (0, 1) if index % 2 == 0 else (1, 0)
+        for side in order:
+            wall[side].append(measure_latency(predictors[side], x).p50_ms * 1000)
+            cpu[side].append(cpu_p50_us(predictors[side], x))
+    return LikeForLike(tuple(wall[0]), tuple(wall[1]), tuple(cpu[0]), tuple(cpu[1]))
 
 
 def table(model: ReferenceModel, rows: list[Row], context: Row, epochs: int) -> str:
@@ -244,20 +338,19 @@ def table(model: ReferenceModel, rows: list[Row], context: Row, epochs: int) -> 
     return "\n".join(lines)
 
 
-def goals(name: str, rows: list[Row], context: Row) -> list[str]:
+def goals(name: str, rows: list[Row], like: LikeForLike | None) -> list[str]:
     by = {r.method: r for r in rows}
     checks: list[tuple[str, bool]] = []
-    int8 = by["int8"]
-    speedup = context.p50_us / int8.p50_us if int8.p50_us == int8.p50_us else float("nan")
-    checks.append(
-        (
-            f"{name}: int8 p50 {int8.p50_us:.1f} µs vs float32 TFLite {context.p50_us:.1f} µs: "
-            f"{speedup:.2f}x (goal >= 2.5x)",
-            speedup >= 2.5,
-        )
-    )
+    if like is None:
+        checks.append((f"{name}: no int8 model.tflite (refused or not run): int8 latency not measured", False))
+    else:
+        # Met only when both clocks say so: wall time is what a client waits for, but on a shared
+        # machine it inflates the slower model's p50 (9.0x wall against 2.4x CPU measured once).
+        checks.append((f"{like.line(name)} (goal >= 2.5x in both)", min(like.speedup, like.cpu_speedup) >= 2.5))
     if name == "MLP":
         for method in ("prune 80% + int8", "prune 80% 1x16 + int8"):
+            if method not in by:
+                continue
             row = by[method]
             checks.append(
                 (
@@ -266,7 +359,7 @@ def goals(name: str, rows: list[Row], context: Row) -> list[str]:
                     row.gzip_ratio >= 10 and row.raw_ratio >= 6,
                 )
             )
-    if "c0.5/d0.8 gradual" in by:
+    if "c0.5/d0.8 gradual" in by and "c0.5/d0.8 one-shot" in by:
         gradual, one_shot = by["c0.5/d0.8 gradual"], by["c0.5/d0.8 one-shot"]
         checks.append(
             (
@@ -434,11 +527,14 @@ def main(argv: list[str] | None = None) -> int:
         "--large-fine-tune-epochs", type=int, default=3, help="fine-tuning epochs of the large models (3)"
     )
     parser.add_argument("--models", default="", help="comma-separated subset of mlp,cnn,cnn224,mobilenet")
+    parser.add_argument("--methods", default="", help="comma-separated subset of the methods (none always runs)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating latency rounds, float32 vs int8 (7)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 100 MB model")
     parser.add_argument("--only-big", action="store_true", help="only the 100 MB model (no reference models)")
     args = parser.parse_args(argv)
     if args.only_big and args.skip_big:
         parser.error("--only-big and --skip-big exclude each other")
+    wanted = {"none", *args.methods.split(",")} if args.methods else None
 
     models = {} if args.only_big else reference_models(args.cache, large=args.large)
     names = [n for n in ("mlp", "cnn", "cnn224", "mobilenet") if n in models]
@@ -453,11 +549,19 @@ def main(argv: list[str] | None = None) -> int:
             epochs = args.large_fine_tune_epochs if large else args.fine_tune_epochs
             rows = []
             for method in LARGE_METHODS if large else METHODS:
+                if wanted is not None and method.name not in wanted:
+                    continue
                 print(f"{name}: {method.name} ...", file=sys.stderr, flush=True)
                 rows.append(run_method(model, method, epochs, Path(tmp)))
-            context = float_tflite_row(model, Path(tmp), rows[0])
+            context, float_content = float_tflite_row(model, Path(tmp), rows[0])
+            int8_file = method_output(model, "int8", Path(tmp)) / "1" / TFLITE_FILE
+            like = (
+                like_for_like(float_content, int8_file.read_bytes(), model.eval_path, args.rounds)
+                if int8_file.is_file()
+                else None
+            )
             report_lines += [table(model, rows, context, epochs), ""]
-            verdicts += goals(name.upper(), rows, context)
+            verdicts += goals(name.upper(), rows, like)
             print("\n".join(report_lines[-2:] + verdicts[-4:]), file=sys.stderr, flush=True)
         if not args.skip_big:
             print("100 MB model: int8 ...", file=sys.stderr, flush=True)
