@@ -188,3 +188,29 @@ def test_the_termination_message_defaults_to_kubernetes_path_only_in_a_pod(monke
     assert in_pod.termination_message_path == Path(str(TERMINATION_MESSAGE_PATH))
     explicit = options_from_args(build_parser().parse_args([*argv, "--termination-message-path", ""]))
     assert explicit.termination_message_path is None  # '' disables it, in a pod too
+
+
+def test_tensorflow_python_log_records_are_progress_records(optimize, mlp, tmp_path, monkeypatch):
+    """TensorFlow's Python logger (e.g. INFO "Assets written to ..." when the baseline SavedModel is
+    exported) writes through the progress log: a JSON record of logger "tensorflow" on stdout, and
+    stderr stays empty. Its own handler, bound to the sys.stderr of its first use (here a stream
+    closed since, as a test runner leaves it), used to print a "--- Logging error ---" traceback
+    onto the stream kept for the one failure line."""
+    import logging
+
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    closed = open(os.devnull, "w")  # noqa: SIM115
+    closed.close()
+    monkeypatch.setattr(logger, "handlers", [logging.StreamHandler(closed)])
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    run = optimize(
+        "--source", mlp.keras_path, "--output", tmp_path / "out", "--version", "1", "--log-format", "json",
+        "--quantization", "dynamic", "--eval-data", mlp.eval_path,
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert run.stderr == ""
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    assert any(e["logger"] == "tensorflow" and e["message"].startswith("Assets written to") for e in events), events
+    assert logger.handlers and isinstance(logger.handlers[0], logging.StreamHandler), "restored after the run"

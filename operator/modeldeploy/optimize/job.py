@@ -35,7 +35,7 @@ from modeldeploy.contract.layout import REPORT_FILE, SIGNATURE_FILE, SUMS_FILE
 from modeldeploy.contract.owner import write_owner
 from modeldeploy.contract.summary import OptimizerSummary
 from modeldeploy.optimize.errors import OptimizeError, hide_secrets
-from modeldeploy.optimize.logs import LogFormat, ProgressLog
+from modeldeploy.optimize.logs import LogFormat, ProgressLog, route_python_logger
 from modeldeploy.optimize.options import Options, options_from_args, termination_message_path
 
 
@@ -229,9 +229,13 @@ def _run(args: argparse.Namespace, stderr: TextIO, log: ProgressLog) -> int:
                 log.warning(problem)
             log.info(f"{options.output / str(options.version)} is complete already (an earlier attempt): reused")
             return SUCCESS_EXIT_CODE
+        import tensorflow as tf
+
         from modeldeploy.optimize import pipeline
 
-        outcome = pipeline.run(options, log)
+        tf.get_logger()  # TensorFlow adds its own handler on the first call: before ours takes over
+        with route_python_logger(log):
+            outcome = pipeline.run(options, log)
         duration = time.monotonic() - started
         manifest = sums.sha256_file(outcome.path / SUMS_FILE)
         summary = outcome.report.summary(duration, manifest, _signature_sha256(outcome.path))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import sys
 import threading
@@ -25,6 +26,8 @@ LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 LOGGER = "modeldeploy.optimize"
 NATIVE_LOGGER = "native"
+# TensorFlow's Python logger; its records become progress records of that logger (`route_python_logger`).
+TENSORFLOW_LOGGER = "tensorflow"
 
 
 class ProgressLog:
@@ -47,6 +50,10 @@ class ProgressLog:
 
     def warning(self, message: str, stage: str | None = None, **fields: object) -> None:
         self._emit("warning", message, stage, fields)
+
+    def python(self, message: str, level: str, logger: str) -> None:
+        """A record of a Python library's logger (TensorFlow's): in its own name."""
+        self._emit(level, message, None, {}, logger=logger)
 
     def native(self, line: str, level: str) -> None:
         """A line a native library (TensorFlow's C++ logging, the converter) wrote to stderr."""
@@ -95,3 +102,39 @@ class ProgressLog:
         with self._lock:  # one whole line at a time, whichever thread writes
             stream.write(line + "\n")
             stream.flush()
+
+
+class _ProgressHandler(logging.Handler):
+    """A Python logger's records as progress records (of that logger's name)."""
+
+    def __init__(self, log: ProgressLog) -> None:
+        super().__init__()
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = "error" if record.levelno >= logging.ERROR else logging.getLevelName(record.levelno).lower()
+            self._log.python(
+                record.getMessage(), level if level in ("info", "warning", "error") else "info", record.name
+            )
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def route_python_logger(log: ProgressLog, name: str = TENSORFLOW_LOGGER) -> Iterator[None]:
+    """While the run lasts, a Python logger writes through the progress log, and only there.
+
+    TensorFlow's logger gets its own handler, on its first use, bound to whatever `sys.stderr` was
+    then ("INFO:tensorflow:Assets written to ..." when a SavedModel is exported): a line outside the
+    progress format that `--log-format json` promises, on the stream kept for the failure line,
+    and, in a process that swapped `sys.stderr` since (a test runner), a write to a closed stream.
+    Its handlers are set aside and restored after the run."""
+    logger = logging.getLogger(name)
+    saved = (logger.handlers[:], logger.propagate)
+    logger.handlers = [_ProgressHandler(log)]
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
