@@ -332,14 +332,22 @@ def plan(
         return Plan(desired, None, job, previous.optimization, blocked)
 
     succeeded = job is not None and job.state == JobState.SUCCEEDED
+    # The optimizer pod's termination message is gone once its pod is (deleted by hand, evicted,
+    # garbage-collected): the status recorded it when the Job finished. Without it the serving pods
+    # would lose their verify-model init container and serve the artifact unverified.
+    recorded = previous.optimization if succeeded and job is not None and job.summary is None else None
+    if recorded is not None and recorded.artifact_hash != desired.hash:
+        recorded = None
     if succeeded and job is not None and job.summary is not None:
         desired = dataclasses.replace(desired, manifest_sha256=job.summary.manifest_sha256)
+    elif recorded is not None:
+        desired = dataclasses.replace(desired, manifest_sha256=recorded.manifest_sha256)
     rollback = rollback_from_history(spec, desired, previous, succeeded=succeeded)
     if rollback is not None:
         desired = artifact_from_history(desired, rollback)
     desired_ready = not needs_job(spec) or succeeded or rollback is not None
     serve = desired if desired_ready else previous_artifact(md, previous)
-    result = result_from_job(job) if succeeded and job is not None else previous.optimization
+    result = result_from_job(job) if succeeded and job is not None and recorded is None else previous.optimization
     if rollback is not None and (result is None or result.artifact_hash != rollback.artifact_hash):
         result = result_from_history(rollback)  # the report of the Job that built it, as far as kept
     out = Plan(desired, serve, job, result, rollback=rollback)

@@ -35,7 +35,7 @@ from modeldeploy.contract.layout import REPORT_FILE, SIGNATURE_FILE, SUMS_FILE
 from modeldeploy.contract.owner import write_owner
 from modeldeploy.contract.summary import OptimizerSummary
 from modeldeploy.optimize.errors import OptimizeError, hide_secrets
-from modeldeploy.optimize.logs import LogFormat, ProgressLog, route_python_logger
+from modeldeploy.optimize.logs import LogFormat, ProgressLog, route_python_logging
 from modeldeploy.optimize.options import Options, options_from_args, termination_message_path
 
 
@@ -229,12 +229,9 @@ def _run(args: argparse.Namespace, stderr: TextIO, log: ProgressLog) -> int:
                 log.warning(problem)
             log.info(f"{options.output / str(options.version)} is complete already (an earlier attempt): reused")
             return SUCCESS_EXIT_CODE
-        import tensorflow as tf
-
         from modeldeploy.optimize import pipeline
 
-        tf.get_logger()  # TensorFlow adds its own handler on the first call: before ours takes over
-        with route_python_logger(log):
+        with route_python_logging(log):
             outcome = pipeline.run(options, log)
         duration = time.monotonic() - started
         manifest = sums.sha256_file(outcome.path / SUMS_FILE)

@@ -122,19 +122,22 @@ class _ProgressHandler(logging.Handler):
 
 
 @contextmanager
-def route_python_logger(log: ProgressLog, name: str = TENSORFLOW_LOGGER) -> Iterator[None]:
-    """While the run lasts, a Python logger writes through the progress log, and only there.
+def route_python_logging(log: ProgressLog) -> Iterator[None]:
+    """While the run lasts, Python loggers (TensorFlow's among them) write through the progress log.
 
-    TensorFlow's logger gets its own handler, on its first use, bound to whatever `sys.stderr` was
-    then ("INFO:tensorflow:Assets written to ..." when a SavedModel is exported): a line outside the
-    progress format that `--log-format json` promises, on the stream kept for the failure line,
-    and, in a process that swapped `sys.stderr` since (a test runner), a write to a closed stream.
-    Its handlers are set aside and restored after the run."""
-    logger = logging.getLogger(name)
-    saved = (logger.handlers[:], logger.propagate)
-    logger.handlers = [_ProgressHandler(log)]
-    logger.propagate = False
+    TensorFlow's logger gets its own handler on its first use when the root logger has none, bound
+    to whatever `sys.stderr` was then: "INFO:tensorflow:Assets written to ..." outside the progress
+    format that `--log-format json` promises, on the stream kept for the failure line, and, in a
+    process that swapped `sys.stderr` since (a test runner), a write to a closed stream. So the root
+    logger gets our handler (TensorFlow then adds none), TensorFlow's own handlers are set aside and
+    its records propagate to ours; all is put back after the run."""
+    root, tensorflow = logging.getLogger(), logging.getLogger(TENSORFLOW_LOGGER)
+    ours = _ProgressHandler(log)
+    saved = (tensorflow.handlers[:], tensorflow.propagate)
+    tensorflow.handlers, tensorflow.propagate = [], True
+    root.addHandler(ours)
     try:
         yield
     finally:
-        logger.handlers, logger.propagate = saved
+        root.removeHandler(ours)
+        tensorflow.handlers, tensorflow.propagate = saved

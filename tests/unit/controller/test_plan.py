@@ -395,3 +395,27 @@ def test_the_worst_slice_of_the_summary_reaches_status_optimization(make_md: Cal
     assert p.status.optimization is not None
     written = p.status.to_api()["optimization"]
     assert written["worstSlice"] == worst and written["metric"] == "accuracy"
+
+
+def test_a_succeeded_job_whose_pod_is_gone_keeps_what_the_status_recorded(
+    make_md: Callable[..., ModelDeployment],
+) -> None:
+    """Its pod (and the termination message on it) deleted, a succeeded Job says nothing more: the
+    serving pods must still verify the artifact's digest, and the status keep the optimizer's report.
+    The Deployment used to lose its verify-model init container, so a tampered artifact was served."""
+    md = make_md()
+    job = ok_job(md)
+    summary = OptimizerSummary.model_validate({**SUMMARY, "manifestSha256": "ab" * 32})
+    finished = JobView(job.name, job.artifact_hash, "Succeeded", summary=summary)  # type: ignore[arg-type]
+    first = plan(
+        md, Observed(jobs={job.artifact_hash: finished}, deployment=available(md)), ModelDeploymentStatus(), OWNER, NOW
+    )
+    assert first.status.optimization is not None and first.status.optimization.manifest_sha256 == "ab" * 32
+
+    gone = JobView(job.name, job.artifact_hash, "Succeeded", summary=None)  # type: ignore[arg-type]
+    later = plan(md, Observed(jobs={job.artifact_hash: gone}, deployment=available(md)), first.status, OWNER, NOW)
+    deployment = next(c for c in later.apply if c["kind"] == "Deployment")
+    (verify,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert f"--manifest-sha256={'ab' * 32}" in verify["args"]
+    assert later.status.optimization == first.status.optimization
+    assert deployment == next(c for c in first.apply if c["kind"] == "Deployment"), "the same pods"
