@@ -10,10 +10,7 @@ drops below minReplicas. Write counts come from the operator's own /metrics.
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from devcluster.stack import OperatorProcess, condition, make_claim, scrape, wai
 from modeldeploy.controller.builders.labels import APPLIED_DIGEST_ANNOTATION
 from modeldeploy.k8s.client import ApiError, KubeClient
 from modeldeploy.k8s.kinds import FIELD_MANAGER
+from replica_watch import ReplicaWatch, replica_watch  # noqa: F401 (a fixture, used by name)
 
 pytestmark = pytest.mark.integration
 
@@ -83,36 +81,6 @@ def wait_served(kube: KubeClient, namespace: str, name: str, generation: int) ->
     wait_for(f"{namespace}/{name} Ready at generation {generation}", ready, timeout=240)
 
 
-@pytest.fixture
-def replica_watch(control_plane: ControlPlane) -> Iterator[tuple[list[int], Any]]:
-    """Every spec.replicas the Deployment ever had, from a watch (a poll could miss a short drop)."""
-    seen: list[int] = []
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(namespace: str, name: str) -> None:
-        kubectl = [str(control_plane.bin_dir / "kubectl"), "--kubeconfig", str(control_plane.kubeconfig)]
-        jsonpath = "jsonpath={.metadata.name} {.spec.replicas}{'\\n'}"
-        watch = ["get", "deployment", "-n", namespace, "--watch", "--output-watch-events=false", "-o", jsonpath]
-        proc = subprocess.Popen([*kubectl, *watch], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(proc)
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                parts = line.split()
-                if len(parts) == 2 and parts[0] == name and parts[1].isdigit():
-                    seen.append(int(parts[1]))
-
-        threading.Thread(target=read, daemon=True).start()
-
-    yield seen, start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
 def ours(obj: dict[str, Any], operation: str) -> list[dict[str, Any]]:
     return [
         e
@@ -128,7 +96,7 @@ def test_fields_removed_from_the_spec_are_removed_from_the_children(
     storage_root: Path,
     reference_models: Path,
     operator_log: OperatorProcess,
-    replica_watch: tuple[list[int], Any],
+    replica_watch: ReplicaWatch,  # noqa: F811 (the imported fixture, by name)
 ) -> None:
     cp = control_plane
     make_claim(cp, storage_root, namespace, "models", reference_models)

@@ -8,10 +8,7 @@ nothing changes must cost no write on a resync (every 5 s here).
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import pytest
 from devcluster.controlplane import ControlPlane
 from devcluster.stack import OperatorProcess, condition, make_claim, scrape, wait_for
 from modeldeploy.k8s.client import KubeClient
+from replica_watch import ReplicaWatch, replica_watch  # noqa: F401 (a fixture, used by name)
 
 pytestmark = pytest.mark.integration
 
@@ -207,57 +205,13 @@ def test_service_port_edits_are_repaired_and_other_managers_fields_left_alone(
 # -- item 4: replicas under an HPA ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def replica_watch(control_plane: ControlPlane) -> Iterator[tuple[list[int], Any]]:
-    """Every spec.replicas the Deployment ever had, from a watch (a poll could miss a short drop)."""
-    seen: list[int] = []
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(namespace: str, name: str) -> None:
-        proc = subprocess.Popen(
-            [
-                str(control_plane.bin_dir / "kubectl"),
-                "--kubeconfig",
-                str(control_plane.kubeconfig),
-                "get",
-                "deployment",
-                "-n",
-                namespace,
-                "--watch",
-                "--output-watch-events=false",
-                "-o",
-                "jsonpath={.metadata.name} {.spec.replicas}{'\\n'}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        procs.append(proc)
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                parts = line.split()
-                if len(parts) == 2 and parts[0] == name and parts[1].isdigit():
-                    seen.append(int(parts[1]))
-
-        threading.Thread(target=read, daemon=True).start()
-
-    yield seen, start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
 def test_a_rollout_under_an_hpa_never_drops_below_min_replicas(
     control_plane: ControlPlane,
     kube: KubeClient,
     namespace: str,
     models_claim: Path,
     operator_log: OperatorProcess,
-    replica_watch: tuple[list[int], Any],
+    replica_watch: ReplicaWatch,  # noqa: F811 (the imported fixture, by name)
 ) -> None:
     seen, start = replica_watch
     start(namespace, "hpa")
