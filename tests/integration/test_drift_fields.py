@@ -18,6 +18,7 @@ import pytest
 
 from devcluster.controlplane import ControlPlane
 from devcluster.stack import OperatorProcess, condition, make_claim, scrape, wait_for
+from modeldeploy.controller import ownership
 from modeldeploy.controller.builders.labels import APPLIED_DIGEST_ANNOTATION
 from modeldeploy.k8s.client import ApiError, KubeClient
 from modeldeploy.k8s.kinds import FIELD_MANAGER
@@ -48,14 +49,18 @@ def apply(cp: ControlPlane, manifest: dict[str, Any]) -> None:
     cp.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
 
-def writes(operator: OperatorProcess) -> float:
+def requests(operator: OperatorProcess, methods: tuple[str, ...]) -> float:
     total = 0.0
     for line in scrape(operator.metrics_port).splitlines():
         if line.startswith("modeldeploy_api_requests_total{"):
             method = line.split('method="', 1)[1].split('"', 1)[0]
-            if method in WRITES:
+            if method in methods:
                 total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def writes(operator: OperatorProcess) -> float:
+    return requests(operator, WRITES)
 
 
 def assert_no_write_loop(operator: OperatorProcess, what: str) -> None:
@@ -111,6 +116,7 @@ def test_fields_removed_from_the_spec_are_removed_from_the_children(
     assert created is not None and ours(created, "Update"), "created by a POST: the create's entry owns its fields"
     assert created["spec"]["template"]["spec"]["tolerations"] == [TOLERATION]
     assert_no_write_loop(operator_log, "a converged ModelDeployment")
+    reads = requests(operator_log, ("GET",))
 
     apply(cp, md_manifest("fields", namespace, {}, {}))
 
@@ -143,6 +149,7 @@ def test_fields_removed_from_the_spec_are_removed_from_the_children(
     assert service_now is not None and not ours(service_now, "Update") and ours(service_now, "Apply")
     log = operator_log.log()
     assert f"{namespace}/fields: took over the fields of Deployment fields it created" in log
+    assert requests(operator_log, ("GET",)) == reads, "taken over from the cache, without reading the children"
     assert "Traceback" not in log, log[-3000:]
     assert_no_write_loop(operator_log, "after the take-over")
     time.sleep(2)
@@ -169,6 +176,32 @@ def test_a_stale_take_over_is_a_conflict_not_a_refusal(
     assert [(e["manager"], e["operation"]) for e in patched["metadata"]["managedFields"]] == [(FIELD_MANAGER, "Apply")]
     # Owned through Apply now: an apply without the key removes it.
     assert "a" not in kube.apply({**configmap, "data": {"b": "2"}}).get("data", {})
+
+
+def test_the_take_over_from_the_cache_is_checked_by_the_api_server(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    """The JSON patch built from the cache's index of our create's entry: refused (None, not an error)
+    when that index is stale, a 404 when the object is gone; else our entry becomes the apply's,
+    without the fields kept out, and an apply without a field removes it."""
+    base = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": namespace}}
+    created = kube.create({**base, "data": {"a": "1", "keep": "2"}})
+    assert created is not None
+    index = ownership.update_entry_index(created["metadata"]["managedFields"])
+    assert index == 0
+    stale = ownership.take_over_patch(index + 1, "v1")
+    assert kube.patch_managed_fields("ConfigMap", namespace, "cm", stale) is None
+    with pytest.raises(ApiError) as gone:
+        kube.patch_managed_fields("ConfigMap", namespace, "absent", ownership.take_over_patch(0, "v1"))
+    assert gone.value.status == 404
+    patch = ownership.take_over_patch(index, "v1", [("data", "keep"), ("data", "never-set")])
+    taken = kube.patch_managed_fields("ConfigMap", namespace, "cm", patch)
+    assert taken is not None
+    (entry,) = taken["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"]) == (FIELD_MANAGER, "Apply")
+    assert entry["fieldsV1"] == {"f:data": {".": {}, "f:a": {}}}
+    applied = kube.apply({**base, "data": {"b": "3"}})
+    assert applied["data"] == {"b": "3", "keep": "2"}, "a removed, keep left as it is (not ours any more)"
 
 
 def test_a_child_of_an_older_operator_is_applied_once_without_a_rollout(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeldeploy.controller.builders.labels import MODEL_DEPLOYMENT_LABEL
-from modeldeploy.controller.ownership import OWNED_BY_UPDATE, owns_by_update
+from modeldeploy.controller.ownership import OWNED_BY_UPDATE, UPDATE_ENTRY, owns_by_update, update_entry_index
 
 Key = tuple[str, str]  # (namespace, name)
 Obj = dict[str, Any]
@@ -73,6 +73,8 @@ def slim(kind: str, body: Obj) -> Obj:
         # the one bit of managedFields a reconcile needs: fields we own through a create, which an
         # apply alone never removes (controller/ownership.py)
         out[OWNED_BY_UPDATE] = True
+        if (index := update_entry_index(meta.get("managedFields"))) is not None:
+            out[UPDATE_ENTRY] = index  # lets the take-over skip reading the object
     if kind == CLAIM:
         # its existence, and whether it is bound yet
         phase = body.get("status", {}).get("phase")

@@ -14,7 +14,11 @@ Deployment is created with `spec.replicas` (minReplicas, not 1) and applied with
 them); owned through Apply and applied without, `spec.replicas` would be removed and the Deployment
 would drop to 1 replica. Those fields are dropped from our ownership instead, and stay as they are.
 
-The cache drops managedFields for memory; `owns_by_update` is the one bit of them it keeps.
+The cache drops managedFields for memory; `owns_by_update` is the one bit of them it keeps, with,
+in the usual case (one `Update` entry of ours and no `Apply` entry yet: a child as its create left
+it), that entry's position: then `take_over_patch` moves the fields without reading the object, a
+JSON patch that renames the entry's operation after testing it is still ours. A test that fails
+(the cache was behind) costs a read and the full computation, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ UPDATE = "Update"
 # What the cache keeps of managedFields: this top-level key, True, on an object of which our field
 # manager owns fields through a create or a merge patch (absent otherwise: one bit, not the list).
 OWNED_BY_UPDATE = "modeldeployOwnsByUpdate"
+# ... and, when that is our one Update entry and we have no Apply entry, its index in managedFields.
+UPDATE_ENTRY = "modeldeployUpdateEntry"
 FieldPath = tuple[str, ...]  # dict keys from the object's root, e.g. ("spec", "replicas")
 
 
@@ -43,6 +49,46 @@ def _ours(entry: Mapping[str, Any], operation: str) -> bool:
 def owns_by_update(managed_fields: Iterable[Mapping[str, Any]] | None) -> bool:
     """Does our field manager own fields of this object through a create or a merge patch?"""
     return any(_ours(entry, UPDATE) for entry in managed_fields or ())
+
+
+def update_entry_index(managed_fields: Iterable[Mapping[str, Any]] | None) -> int | None:
+    """The index of our one `Update` entry when renaming it to `Apply` is the whole take-over: there
+    is exactly one, and no `Apply` entry of ours to merge it into. None otherwise."""
+    entries = list(managed_fields or ())
+    updates = [i for i, entry in enumerate(entries) if _ours(entry, UPDATE)]
+    if len(updates) != 1 or any(_ours(entry, APPLY) for entry in entries):
+        return None
+    return updates[0]
+
+
+def cached_update_entry(obj: Mapping[str, Any]) -> int | None:
+    """The index `update_entry_index` found when the (slim) object was cached, if any."""
+    index = obj.get(UPDATE_ENTRY)
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
+
+
+def _pointer(*tokens: str | int) -> str:
+    # JSON pointer escaping (RFC 6901): a field key may hold "/" (an annotation) or "~"
+    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+def take_over_patch(index: int, api_version: str, keep_out: Iterable[FieldPath] = ()) -> list[dict[str, Any]]:
+    """A JSON patch that turns our `Update` entry at `index` into our `Apply` entry, without the fields
+    of `keep_out`: what `upgraded_managed_fields` computes for a child as its create left it, sent
+    without reading the object. Its tests fail (422) when the entry at `index` is no longer ours, of
+    `api_version` and an Update; a field of `keep_out` is added, then removed, so that its absence
+    is no failure (its parent's absence is: that entry is not what the create of it recorded)."""
+    entry = ("metadata", "managedFields", index)
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": _pointer(*entry, "manager"), "value": FIELD_MANAGER},
+        {"op": "test", "path": _pointer(*entry, "operation"), "value": UPDATE},
+        {"op": "test", "path": _pointer(*entry, "apiVersion"), "value": api_version},
+        {"op": "replace", "path": _pointer(*entry, "operation"), "value": APPLY},
+    ]
+    for path in keep_out:
+        field = _pointer(*entry, "fieldsV1", *(f"f:{key}" for key in path))
+        ops += [{"op": "add", "path": field, "value": {}}, {"op": "remove", "path": field}]
+    return ops
 
 
 def marked(obj: Mapping[str, Any]) -> bool:
@@ -125,9 +171,13 @@ __all__ = [
     "APPLY",
     "OWNED_BY_UPDATE",
     "UPDATE",
+    "UPDATE_ENTRY",
     "FieldPath",
+    "cached_update_entry",
     "left_out",
     "marked",
     "owns_by_update",
+    "take_over_patch",
+    "update_entry_index",
     "upgraded_managed_fields",
 ]

@@ -314,7 +314,7 @@ class Reconciler:
         names (apply alone would be refused for the duplicate name), the port list is replaced whole.
         `created_with`: the manifest the child is created with, when it differs from the applied one."""
         kind, child = manifest["kind"], manifest["metadata"]["name"]
-        if ownership.marked(live) and not self._take_over_fields(namespace, md_name, manifest, created_with):
+        if ownership.marked(live) and not self._take_over_fields(namespace, md_name, manifest, live, created_with):
             return  # gone meanwhile: an apply would create it; its watch event brings a reconcile that does
         if kind == "Service" and (ports := service_ports_repair(manifest, live)) is not None:
             live = self.kube.merge_patch(kind, namespace, child, {"spec": {"ports": ports}})
@@ -330,21 +330,45 @@ class Reconciler:
         log.info("%s/%s: updated %s %s", namespace, md_name, kind, child)
 
     def _take_over_fields(
-        self, namespace: str, md_name: str, manifest: dict[str, Any], created_with: dict[str, Any] | None
+        self,
+        namespace: str,
+        md_name: str,
+        manifest: dict[str, Any],
+        live: dict[str, Any],
+        created_with: dict[str, Any] | None,
     ) -> bool:
-        """Move the fields our create owns into our apply's ownership (read, then patch managedFields
-        if nobody wrote in between: a conflict is retried). Once per child: it costs a read and a
-        patch, and the apply that follows removes what the spec no longer sets. False: the child is gone."""
+        """Move the fields our create owns into our apply's ownership. Once per child, and the apply
+        that follows removes what the spec no longer sets. A child as its create left it (the cache
+        knows where our entry is) costs one patch; otherwise, or when that patch finds the cache was
+        behind, a read and a patch of the whole list if nobody wrote in between (a conflict is
+        retried). False: the child is gone."""
         kind, child = manifest["kind"], manifest["metadata"]["name"]
+        keep_out = ownership.left_out(created_with, manifest)
+        index = ownership.cached_update_entry(live)
+        if index is not None:
+            try:
+                patch = ownership.take_over_patch(index, manifest["apiVersion"], keep_out)
+                taken = self.kube.patch_managed_fields(kind, namespace, child, patch)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            if taken is not None:
+                self._took_over(namespace, md_name, kind, child)
+                return True
         current = self.kube.get(kind, namespace, child)
         if current is None:
             return False
         meta = current["metadata"]
-        keep_out = ownership.left_out(created_with, manifest)
         upgraded = ownership.upgraded_managed_fields(meta.get("managedFields"), manifest["apiVersion"], keep_out)
         if upgraded is None:
             return True  # the cache was behind: already taken over
         self.kube.replace_managed_fields(kind, namespace, child, meta["resourceVersion"], upgraded)
+        self._took_over(namespace, md_name, kind, child)
+        return True
+
+    @staticmethod
+    def _took_over(namespace: str, md_name: str, kind: str, child: str) -> None:
         log.info(
             "%s/%s: took over the fields of %s %s it created, so that fields removed from the spec are removed "
             "from it too",
@@ -353,7 +377,6 @@ class Reconciler:
             kind,
             child,
         )
-        return True
 
     def _guarded(
         self,

@@ -26,6 +26,7 @@ from modeldeploy.k8s.kinds import FIELD_MANAGER, KINDS
 
 REPORTING_CONTROLLER = "modeldeploy.io/operator"
 ManagedFields = list[dict[str, Any]]  # metadata.managedFields (named here: a method of KubeClient is called list)
+JsonPatch = list[dict[str, Any]]  # RFC 6902 operations
 # Which operator replica posted an Event (kubectl describe shows it): the pod's name in a cluster.
 REPORTING_INSTANCE = f"{FIELD_MANAGER}-{socket.gethostname()}"[:128]
 
@@ -215,6 +216,21 @@ class KubeClient:
                 raise  # not a stale read: the patch itself was refused
             message = f"{kind} {namespace}/{name} changed since resourceVersion {resource_version}"
             raise ApiError(409, "PATCH", path, message, "Conflict") from exc
+        return obj
+
+    def patch_managed_fields(self, kind: str, namespace: str, name: str, patch: JsonPatch) -> dict[str, Any] | None:
+        """Send a JSON patch of an object's managedFields computed from what the cache holds; None when
+        the API server refuses it (422: one of its tests failed, the cache was behind), so the caller
+        reads the object and computes the change again. A 404 (the object is gone) is raised."""
+        path = self._path(kind, namespace, name)
+        try:
+            obj: dict[str, Any] = self._call(
+                "PATCH", path, {"fieldManager": FIELD_MANAGER}, patch, "application/json-patch+json"
+            )
+        except ApiError as exc:
+            if exc.status == 422:
+                return None
+            raise
         return obj
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:

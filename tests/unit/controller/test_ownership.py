@@ -5,9 +5,20 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jsonpatch
+import pytest
+
 from modeldeploy.controller.builders.labels import APPLIED_DIGEST_ANNOTATION, applied_digest, with_applied_digest
 from modeldeploy.controller.cache import Cache, slim
-from modeldeploy.controller.ownership import left_out, marked, owns_by_update, upgraded_managed_fields
+from modeldeploy.controller.ownership import (
+    cached_update_entry,
+    left_out,
+    marked,
+    owns_by_update,
+    take_over_patch,
+    update_entry_index,
+    upgraded_managed_fields,
+)
 from modeldeploy.k8s.kinds import FIELD_MANAGER
 
 OURS = FIELD_MANAGER
@@ -152,3 +163,55 @@ def test_the_cache_keeps_one_marker_of_managed_fields() -> None:
     cache.upsert("Service", service(entry(OURS, "Update", CREATED)))
     assert marked(cache.get("Service", "ml", "s") or {})
     assert owns_by_update([entry(OURS, "Update", {})]) and not owns_by_update(None)
+    # Where the create's entry is, when renaming it is the whole take-over; nothing otherwise.
+    assert cached_update_entry(created) == 0 and cached_update_entry(applied) is None
+    both = slim("Service", service(entry(OURS, "Apply", APPLIED), entry(OURS, "Update", CREATED)))
+    assert marked(both) and cached_update_entry(both) is None, "an Apply entry to merge into: read first"
+
+
+def test_the_entry_a_patch_alone_can_take_over() -> None:
+    assert update_entry_index([STATUS, entry(OURS, "Update", CREATED)]) == 1
+    assert update_entry_index([entry(OURS, "Update", CREATED), entry(OURS, "Update", APPLIED)]) is None
+    assert update_entry_index([entry(OURS, "Apply", APPLIED), entry(OURS, "Update", CREATED)]) is None
+    assert update_entry_index([entry(OURS, "Update", CREATED, subresource="status")]) is None
+    assert update_entry_index(None) is None
+
+
+@pytest.mark.parametrize("keep_out", [[], [("spec", "replicas")], [("spec", "paused")]])
+def test_the_patch_from_the_cache_takes_over_as_the_full_computation_does(keep_out: list[tuple[str, ...]]) -> None:
+    """On a child as its create left it, the JSON patch sent without a read gives the managedFields
+    `upgraded_managed_fields` computes from the read object (a kept-out field its create did not set,
+    `spec.paused`, is no failure)."""
+    entries = [STATUS, entry(OURS, "Update", CREATED), SCALER]
+    obj = {"metadata": {"name": "d", "managedFields": entries}}
+    index = update_entry_index(entries)
+    assert index == 1
+    patched = jsonpatch.apply_patch(obj, take_over_patch(index, "apps/v1", keep_out))
+    assert patched["metadata"]["managedFields"] == upgraded_managed_fields(entries, "apps/v1", keep_out)
+    assert obj["metadata"]["managedFields"] == entries, "the input is not changed"
+
+
+@pytest.mark.parametrize(
+    ("entries", "api_version"),
+    [
+        ([entry("kubectl", "Update", CREATED), entry(OURS, "Update", CREATED)], "apps/v1"),  # moved
+        ([entry(OURS, "Apply", CREATED)], "apps/v1"),  # already taken over
+        ([entry(OURS, "Update", CREATED)], "apps/v2"),  # another version
+    ],
+)
+def test_the_patch_from_the_cache_fails_when_the_cache_was_behind(
+    entries: list[dict[str, Any]], api_version: str
+) -> None:
+    obj = {"metadata": {"managedFields": entries}}
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        jsonpatch.apply_patch(obj, take_over_patch(0, api_version))
+
+
+def test_the_patch_escapes_field_keys() -> None:
+    """An annotation key holds "/": a JSON pointer token escapes it, and "~" too."""
+    fields = {"f:metadata": {"f:annotations": {".": {}, "f:example.com/team": {}, "f:a~b": {}, "f:c": {}}}}
+    obj = {"metadata": {"managedFields": [entry(OURS, "Update", fields)]}}
+    keep_out = [("metadata", "annotations", "example.com/team"), ("metadata", "annotations", "a~b")]
+    patched = jsonpatch.apply_patch(obj, take_over_patch(0, "apps/v1", keep_out))
+    left = {"f:metadata": {"f:annotations": {".": {}, "f:c": {}}}}
+    assert patched["metadata"]["managedFields"][0]["fieldsV1"] == left
