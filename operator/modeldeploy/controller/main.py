@@ -34,7 +34,11 @@ def run_operator(config: OperatorConfig) -> int:
         # kopf logs every handler call ("Handler 'on_child' succeeded"); our own lines say what happened.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
-        kube = load_client(config.kubeconfig, on_request=lambda method: metrics.API_REQUESTS.labels(method).inc())
+        kube = load_client(
+            config.kubeconfig,
+            on_request=lambda method: metrics.API_REQUESTS.labels(method).inc(),
+            connections=config.api_connections,
+        )
     except Exception as exc:  # no kubeconfig / no in-cluster credentials: one line, no traceback
         print(f"modeldeploy run: cannot load Kubernetes credentials: {exc}", file=sys.stderr)
         return EXIT_NO_CREDENTIALS

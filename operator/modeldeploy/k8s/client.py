@@ -86,9 +86,14 @@ def api_error(status: int, method: str, path: str, raw: bytes) -> ApiError:
     return ApiError(status, method, path, message, reason, fields, causes)
 
 
-def load_client(kubeconfig: str | None = None, on_request: Callable[[str], None] | None = None) -> KubeClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or given)."""
+def load_client(
+    kubeconfig: str | None = None, on_request: Callable[[str], None] | None = None, connections: int | None = None
+) -> KubeClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or given);
+    `connections`: how many the pool keeps open (None: the library's default, 5 per CPU)."""
     configuration = k8s_client.Configuration()
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
     if kubeconfig is None:
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
