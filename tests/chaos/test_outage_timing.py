@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from chaos_scenarios import OutagePlan, describe_leases, lease_delays, time_trial
+from chaos_scenarios import (
+    OutagePlan,
+    TrialTiming,
+    after_leases,
+    describe_after_leases,
+    describe_leases,
+    lease_delays,
+    time_trial,
+)
 
 PLAN = OutagePlan(converge_timeout=60.0, settle_timeout=240.0)
 T0 = datetime(2026, 12, 2, 2, 15, 12, tzinfo=UTC)
@@ -84,3 +92,15 @@ def test_describe_leases_names_each_component() -> None:
     text = describe_leases({"kube-scheduler": 51.54, "kube-controller-manager": None})
     assert text == "leader leases after the restart: kube-controller-manager kept it, kube-scheduler +51.5 s"
     assert describe_leases({}) == "leader leases after the restart: unread"
+
+
+def test_the_operator_s_share_counts_from_the_last_lease_taken() -> None:
+    """A 90 s outage missed at 66.1 s: kube-scheduler held its lease at +63.8 s, so the operator's
+    objects converged 2.3 s after the control plane was whole again."""
+    missed = TrialTiming(None, 66.1)
+    delays: dict[str, float | None] = {"kube-scheduler": 63.8, "kube-controller-manager": 14.9}
+    assert after_leases(missed, delays) == pytest.approx(2.3)
+    assert describe_after_leases(missed, delays) == "; converged 2.3 s after the last lease was held"
+    # Leases kept through a short outage, or taken while the API server was still starting: from the restart.
+    assert after_leases(TrialTiming(18.5), {"kube-scheduler": None, "kube-controller-manager": -0.5}) == 18.5
+    assert after_leases(TrialTiming(None), delays) is None and describe_after_leases(TrialTiming(None), delays) == ""

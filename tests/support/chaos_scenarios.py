@@ -215,7 +215,9 @@ def outage_scenario(stack: ChaosStack, plan: OutagePlan) -> ScenarioResult:
             timing = time_trial(lambda timeout: wait_converged(stack, ns, timeout), plan)
             result.trials.append(Trial(timing.converged is not None, timing.converged))
             leases = lease_delays({name: _lease(stack, name) for name in LEASE_HOLDERS}, stopped, restarted)
-            result.notes.append(f"{what}: {timing.describe(plan)}; {describe_leases(leases)}")
+            result.notes.append(
+                f"{what}: {timing.describe(plan)}; {describe_leases(leases)}{describe_after_leases(timing, leases)}"
+            )
             if timing.converged is None:
                 result.fail(
                     f"{what}: not converged {plan.converge_timeout:.0f} s after the restart "
@@ -311,6 +313,22 @@ def lease_delays(
 def describe_leases(delays: Mapping[str, float | None]) -> str:
     parts = [f"{name} " + ("kept it" if delay is None else f"{delay:+.1f} s") for name, delay in sorted(delays.items())]
     return "leader leases after the restart: " + (", ".join(parts) or "unread")
+
+
+def after_leases(timing: TrialTiming, delays: Mapping[str, float | None]) -> float | None:
+    """Seconds from the moment the control plane was whole again (the restart, or later the last
+    leader lease taken anew) until the trial converged; None when it never did. The operator's own
+    share: no controller can bring pods up before the scheduler and the controller-manager run."""
+    seconds = timing.converged if timing.converged is not None else timing.late
+    if seconds is None:
+        return None
+    whole = max([0.0, *(d for d in delays.values() if d is not None)])
+    return seconds - whole
+
+
+def describe_after_leases(timing: TrialTiming, delays: Mapping[str, float | None]) -> str:
+    seconds = after_leases(timing, delays)
+    return "" if seconds is None else f"; converged {seconds:.1f} s after the last lease was held"
 
 
 def _running_optimizer_pod(stack: ChaosStack, ns: str, md: str, timeout: float) -> str | None:
