@@ -64,7 +64,7 @@ def update_entry_index(managed_fields: Iterable[Mapping[str, Any]] | None) -> in
 def cached_update_entry(obj: Mapping[str, Any]) -> int | None:
     """The index `update_entry_index` found when the (slim) object was cached, if any."""
     index = obj.get(UPDATE_ENTRY)
-    return index if isinstance(index, int) and not isinstance(index, bool) else None
+    return index if isinstance(index, int) else None
 
 
 def _pointer(*tokens: str | int) -> str:

@@ -346,8 +346,8 @@ class Reconciler:
         keep_out = ownership.left_out(created_with, manifest)
         index = ownership.cached_update_entry(live)
         if index is not None:
+            patch = ownership.take_over_patch(index, manifest["apiVersion"], keep_out)
             try:
-                patch = ownership.take_over_patch(index, manifest["apiVersion"], keep_out)
                 taken = self.kube.patch_managed_fields(kind, namespace, child, patch)
             except ApiError as exc:
                 if exc.status == 404:

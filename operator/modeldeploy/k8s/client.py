@@ -206,13 +206,12 @@ class KubeClient:
         message, as it answers an invalid object; when the object did move on (one more read, only
         then), it is a conflict instead (409): retried, never a refusal of the child."""
         path = self._path(kind, namespace, name)
-        patch = [
+        patch: JsonPatch = [
             {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
             {"op": "replace", "path": "/metadata/managedFields", "value": managed_fields},
         ]
-        query = {"fieldManager": FIELD_MANAGER}
         try:
-            obj: dict[str, Any] = self._call("PATCH", path, query, patch, "application/json-patch+json")
+            obj = self._json_patch(path, patch)
         except ApiError as exc:
             if exc.status != 422:
                 raise
@@ -227,15 +226,17 @@ class KubeClient:
         """Send a JSON patch of an object's managedFields computed from what the cache holds; None when
         the API server refuses it (422: one of its tests failed, the cache was behind), so the caller
         reads the object and computes the change again. A 404 (the object is gone) is raised."""
-        path = self._path(kind, namespace, name)
         try:
-            obj: dict[str, Any] = self._call(
-                "PATCH", path, {"fieldManager": FIELD_MANAGER}, patch, "application/json-patch+json"
-            )
+            return self._json_patch(self._path(kind, namespace, name), patch)
         except ApiError as exc:
             if exc.status == 422:
                 return None
             raise
+
+    def _json_patch(self, path: str, patch: JsonPatch) -> dict[str, Any]:
+        obj: dict[str, Any] = self._call(
+            "PATCH", path, {"fieldManager": FIELD_MANAGER}, patch, "application/json-patch+json"
+        )
         return obj
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
