@@ -25,11 +25,17 @@ side's wall-time p50 (the 224 CNN once measured 9.0x in wall time, 2.4x in CPU t
         [--models mlp,cnn] [--methods none,int8] [--rounds 7]
     python benchmarks/optimize.py --only-big    # the 100 MB model alone
     python benchmarks/optimize.py --stock       # int8 speed-up of stock MobileNetV2s, random weights
+    python benchmarks/optimize.py --layers      # int8 speed-up of single layers, arithmetic alone
 
 `--stock` answers whether the int8 latency goal is reachable on a MobileNetV2 at all on this CPU:
 Keras's own MobileNetV2 (alpha 0.35 at 96x96x3, as the reference model, and the full alpha 1.0 at
 224x224x3) with random weights (no download, no training: latency does not depend on the weights),
 converted by the optimizer's int8 path and timed like for like as above.
+
+`--layers` answers why: each layer of the reference models (and two wide convolutions for
+contrast) alone, float32 against int8 with int8 input and output (no QUANTIZE/DEQUANTIZE: the
+layer's arithmetic only), alternately, on the same interpreter settings; a table of the CPU-time
+p50s, both speed-ups and the multiply-accumulates per second each side reaches.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,6 +362,123 @@ def stock_speedups(work: Path, rounds: int) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class SweepLayer:
+    """One layer timed alone by `--layers`: what it is, the input it takes, its multiply-accumulates."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    macs: int
+    kind: str  # conv, depthwise or dense
+    filters: int = 0
+    kernel: int = 3
+    strides: int = 1
+
+
+#: The reference models' layers (the 224 CNN's four convolutions and its first Dense; a narrow and
+#: a wide MobileNetV2 block's 1x1 and depthwise convolutions) and two wide convolutions for contrast.
+SWEEP_LAYERS = (
+    SweepLayer("224 CNN conv_1: 3->16, 3x3 stride 2, 224x224", (224, 224, 3), 112 * 112 * 16 * 27, "conv", 16, 3, 2),
+    SweepLayer("224 CNN conv_2: 16->32, 3x3, 56x56", (56, 56, 16), 56 * 56 * 32 * 144, "conv", 32),
+    SweepLayer("224 CNN conv_3: 32->64, 3x3, 28x28", (28, 28, 32), 28 * 28 * 64 * 288, "conv", 64),
+    SweepLayer("224 CNN conv_4: 64->64, 3x3, 14x14", (14, 14, 64), 14 * 14 * 64 * 576, "conv", 64),
+    SweepLayer("224 CNN dense_1: 3136->128", (3136,), 3136 * 128, "dense", 128),
+    SweepLayer("MobileNetV2 1x1 expand: 16->96, 112x112", (112, 112, 16), 112 * 112 * 96 * 16, "conv", 96, 1),
+    SweepLayer("MobileNetV2 depthwise: 96 ch, 3x3 s2, 112x112", (112, 112, 96), 56 * 56 * 96 * 9, "depthwise", 0, 3, 2),
+    SweepLayer("MobileNetV2 1x1 project: 576->160, 7x7", (7, 7, 576), 7 * 7 * 160 * 576, "conv", 160, 1),
+    SweepLayer("wide conv: 128->128, 3x3, 28x28", (28, 28, 128), 28 * 28 * 128 * 1152, "conv", 128),
+    SweepLayer("wide conv: 256->256, 1x1, 28x28", (28, 28, 256), 28 * 28 * 256 * 256, "conv", 256, 1),
+)
+
+
+def sweep_models(layer: SweepLayer, examples: int = 40) -> tuple[bytes, bytes, Any]:
+    """The layer (with its ReLU) as float32 TFLite and as int8 TFLite with int8 input and output.
+
+    int8 at the edges leaves out the QUANTIZE/DEQUANTIZE a published model has (it keeps float32
+    requests), so the ratio is that of the layer's arithmetic alone. Returns both and the float inputs.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    inputs = keras.Input(layer.input_shape)
+    if layer.kind == "dense":
+        outputs = keras.layers.Dense(layer.filters, activation="relu")(inputs)
+    elif layer.kind == "depthwise":
+        outputs = keras.layers.DepthwiseConv2D(layer.kernel, layer.strides, padding="same", activation="relu")(inputs)
+    else:
+        outputs = keras.layers.Conv2D(layer.filters, layer.kernel, layer.strides, padding="same", activation="relu")(
+            inputs
+        )
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).random((examples, *layer.input_shape), dtype=np.float32)
+    float_content = bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([example[None]] for example in x[:20])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    with warnings.catch_warnings():
+        # The converter asks for input statistics it then takes from the representative dataset.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs", category=UserWarning)
+        int8_content = bytes(converter.convert())
+    return float_content, int8_content, x
+
+
+def _invoke_p50s(interpreter: Any, inputs: Any) -> tuple[float, float]:
+    """p50 µs of one invoke per input, in wall time and in the thread's CPU time."""
+    import statistics
+
+    index = interpreter.get_input_details()[0]["index"]
+    wall, cpu = [], []
+    for example in inputs:
+        interpreter.set_tensor(index, example[None])
+        start_wall, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
+        interpreter.invoke()
+        cpu.append(time.thread_time_ns() - start_cpu)
+        wall.append(time.perf_counter_ns() - start_wall)
+    return statistics.median(wall) / 1000, statistics.median(cpu) / 1000
+
+
+def sweep_layer(layer: SweepLayer, rounds: int) -> LikeForLike:
+    """float32 against int8 for one layer alone, alternately like `like_for_like`, same interpreter."""
+    import numpy as np
+
+    from modeldeploy.optimize.evaluate import _interpreter
+
+    float_content, int8_content, x = sweep_models(layer)
+    interpreters = _interpreter(float_content), _interpreter(int8_content)
+    scale, zero_point = interpreters[1].get_input_details()[0]["quantization"]
+    inputs = x, np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
+    for interpreter, examples in zip(interpreters, inputs, strict=True):
+        interpreter.allocate_tensors()
+        _invoke_p50s(interpreter, examples[:5])  # warm-up: XNNPACK packs the weights on the first invoke
+    wall: tuple[list[float], list[float]] = ([], [])
+    cpu: tuple[list[float], list[float]] = ([], [])
+    for index in range(rounds):
+        for side in (0, 1) if index % 2 == 0 else (1, 0):
+            side_wall, side_cpu = _invoke_p50s(interpreters[side], inputs[side])
+            wall[side].append(side_wall)
+            cpu[side].append(side_cpu)
+    return LikeForLike(tuple(wall[0]), tuple(wall[1]), tuple(cpu[0]), tuple(cpu[1]))
+
+
+def sweep_table(results: list[tuple[SweepLayer, LikeForLike]]) -> str:
+    """Markdown: per layer, float32 and int8 CPU-time p50, the speed-ups, the MACs per second."""
+    lines = [
+        "| layer | MMAC | float32 µs | int8 µs | speed-up, wall | speed-up, CPU time | float32 GMAC/s | int8 GMAC/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for layer, like in results:
+        float_us = LikeForLike._median(like.float_cpu_p50_us)
+        int8_us = LikeForLike._median(like.int8_cpu_p50_us)
+        lines.append(
+            f"| {layer.name} | {layer.macs / 1e6:.1f} | {float_us:.1f} | {int8_us:.1f} | {like.speedup:.2f}x | "
+            f"{like.cpu_speedup:.2f}x | {layer.macs / float_us / 1e3:.0f} | {layer.macs / int8_us / 1e3:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def table(model: ReferenceModel, rows: list[Row], context: Row, epochs: int) -> str:
     base = rows[0]
     raw, gz, baseline_p50_us = base.raw, base.gzip, base.baseline_p50_us
@@ -572,9 +696,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stock", action="store_true", help="only the int8 speed-up of stock MobileNetV2s (random weights)"
     )
+    parser.add_argument(
+        "--layers", action="store_true", help="only the int8 speed-up of single layers (the reference models' own)"
+    )
     args = parser.parse_args(argv)
     if args.only_big and args.skip_big:
         parser.error("--only-big and --skip-big exclude each other")
+    if args.layers:
+        results = []
+        for layer in SWEEP_LAYERS:
+            print(f"layer {layer.name} ...", file=sys.stderr, flush=True)
+            results.append((layer, sweep_layer(layer, args.rounds)))
+        print(sweep_table(results))
+        return 0
     if args.stock:
         with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as tmp:
             print("\n".join(stock_speedups(Path(tmp), args.rounds)))

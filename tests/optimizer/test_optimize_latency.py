@@ -133,3 +133,38 @@ def test_the_int8_goal_is_met_only_when_wall_and_cpu_time_both_reach_it(monkeypa
     assert benchmark.goals("CNN224", [], loaded)[0].startswith("- MISSED: CNN224: ")
     assert benchmark.goals("MLP", [], both)[0].startswith("- met: MLP: ")
     assert benchmark.goals("MOBILENET", [], None)[0].startswith("- MISSED: MOBILENET: no int8 model.tflite")
+
+
+def test_the_layer_sweep_times_the_int8_layer_alone_against_float32(monkeypatch) -> None:
+    """`--layers` must time the layer's arithmetic: int8 in and out, no QUANTIZE/DEQUANTIZE at the
+    edges (a published model keeps them for float32 requests), and the same layer in float32."""
+    from modeldeploy.optimize.evaluate import _interpreter
+
+    benchmark = load_benchmark(monkeypatch)
+    layer = benchmark.SweepLayer("tiny conv: 3->4, 3x3, 8x8", (8, 8, 3), 8 * 8 * 4 * 27, "conv", 4)
+    float_content, int8_content, x = benchmark.sweep_models(layer, examples=6)
+    assert x.shape == (6, 8, 8, 3)
+    kinds = {}
+    for name, content in (("float32", float_content), ("int8", int8_content)):
+        interpreter = _interpreter(content)
+        interpreter.allocate_tensors()
+        ops = {op["op_name"] for op in interpreter._get_ops_details()}
+        kinds[name] = (interpreter.get_input_details()[0]["dtype"], interpreter.get_output_details()[0]["dtype"], ops)
+    assert kinds["float32"][:2] == (np.float32, np.float32)
+    assert kinds["int8"][:2] == (np.int8, np.int8)
+    assert "CONV_2D" in kinds["int8"][2] and not {"QUANTIZE", "DEQUANTIZE"} & kinds["int8"][2]
+
+    like = benchmark.sweep_layer(layer, rounds=2)
+    assert len(like.float_cpu_p50_us) == len(like.int8_cpu_p50_us) == 2
+    assert all(value > 0 for value in like.float_cpu_p50_us + like.int8_cpu_p50_us)
+
+
+def test_the_layer_sweep_table_gives_the_cpu_time_ratio_and_throughput(monkeypatch) -> None:
+    benchmark = load_benchmark(monkeypatch)
+    layer = benchmark.SweepLayer("conv", (28, 28, 32), 14_450_688, "conv", 64)
+    like = benchmark.LikeForLike(
+        (300.0, 330.0, 310.0), (100.0, 150.0, 120.0), (290.0, 300.0, 280.0), (100.0, 110.0, 90.0)
+    )
+    row = benchmark.sweep_table([(layer, like)]).splitlines()[2]
+    # CPU-time medians 290 and 100 µs; wall-time medians 310 and 120.
+    assert row == "| conv | 14.5 | 290.0 | 100.0 | 2.58x | 2.90x | 50 | 145 |"
