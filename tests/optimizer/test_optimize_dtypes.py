@@ -81,6 +81,16 @@ def test_integer_ids_of_a_wider_integer_type_are_accepted(optimize, token_model,
     assert run.code == 0, run.stderr
 
 
+def test_without_data_an_integer_input_model_is_checked_on_generated_ids(optimize, token_model, tmp_path):
+    out = tmp_path / "out"
+    run = optimize("--source", token_model["model"], "--output", out, "--version", "1", "--quantization", "dynamic")
+    assert run.code == 0, run.stderr
+    check = json.loads((out / "1" / "report.json").read_text())["conversionCheck"]
+    # Token ids 0 and 1 go through both the SavedModel and the TFLite model (any larger id could be
+    # past the vocabulary), and the two agree.
+    assert check["passed"] and check["data"] == "synthetic", check
+
+
 def test_float_data_for_an_integer_input_model_is_refused(optimize, token_model, tmp_path):
     out = tmp_path / "out"
     run = optimize(

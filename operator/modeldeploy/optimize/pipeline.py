@@ -106,8 +106,14 @@ SYNTHETIC_UNKNOWN_DIM = 16
 
 
 def _synthetic(signature: ModelSignature, count: int) -> np.ndarray[Any, Any]:
-    shape = tuple(SYNTHETIC_UNKNOWN_DIM if d is None else d for d in signature.input_shape)
-    return np.random.default_rng(0).random((count, *shape)).astype(signature.input_dtype)
+    shape = (count, *(SYNTHETIC_UNKNOWN_DIM if d is None else d for d in signature.input_shape))
+    rng, dtype = np.random.default_rng(0), np.dtype(signature.input_dtype)
+    if dtype.kind in "biu":
+        # Integer inputs (token ids, pixel values) get 0s and 1s, mixed: a larger id could be past an
+        # Embedding's vocabulary (an error in TensorFlow), and random floats cast to integers are all
+        # 0, which would check the conversion on a single input repeated.
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    return rng.random(shape).astype(dtype)
 
 
 def _inputs(signature: ModelSignature, train: Dataset | None, evaluation_data: Dataset | None) -> tuple[Any, str]:
