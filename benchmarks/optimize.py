@@ -381,18 +381,50 @@ class SweepLayer:
     kernel: int = 3
     strides: int = 1
 
+    @property
+    def depth(self) -> int:
+        """Multiply-accumulates per output value: input channels x kernel area (1 for depthwise)."""
+        if self.kind == "dense":
+            return self.input_shape[0]
+        channels = 1 if self.kind == "depthwise" else self.input_shape[-1]
+        return channels * self.kernel * self.kernel
 
-#: The reference models' layers (the 224 CNN's four convolutions and its first Dense; a narrow and
-#: a wide MobileNetV2 block's 1x1 and depthwise convolutions) and two wide convolutions for contrast.
+
+#: The 224 CNN's four convolutions and its first Dense; the reference MobileNetV2's (alpha 0.35 at
+#: 96x96) and the stock alpha 1.0 at 224x224's block_1 (1x1 expand, depthwise) and block_13 (1x1
+#: project); two wide convolutions for contrast. What sets int8's gain is the depth of each output's
+#: sum, input channels x kernel area (`SweepLayer.depth`).
 SWEEP_LAYERS = (
     SweepLayer("224 CNN conv_1: 3->16, 3x3 stride 2, 224x224", (224, 224, 3), 112 * 112 * 16 * 27, "conv", 16, 3, 2),
     SweepLayer("224 CNN conv_2: 16->32, 3x3, 56x56", (56, 56, 16), 56 * 56 * 32 * 144, "conv", 32),
     SweepLayer("224 CNN conv_3: 32->64, 3x3, 28x28", (28, 28, 32), 28 * 28 * 64 * 288, "conv", 64),
     SweepLayer("224 CNN conv_4: 64->64, 3x3, 14x14", (14, 14, 64), 14 * 14 * 64 * 576, "conv", 64),
     SweepLayer("224 CNN dense_1: 3136->128", (3136,), 3136 * 128, "dense", 128),
-    SweepLayer("MobileNetV2 1x1 expand: 16->96, 112x112", (112, 112, 16), 112 * 112 * 96 * 16, "conv", 96, 1),
-    SweepLayer("MobileNetV2 depthwise: 96 ch, 3x3 s2, 112x112", (112, 112, 96), 56 * 56 * 96 * 9, "depthwise", 0, 3, 2),
-    SweepLayer("MobileNetV2 1x1 project: 576->160, 7x7", (7, 7, 576), 7 * 7 * 160 * 576, "conv", 160, 1),
+    SweepLayer("MobileNetV2 0.35/96 block_1 expand: 8->48, 1x1, 48x48", (48, 48, 8), 48 * 48 * 48 * 8, "conv", 48, 1),
+    SweepLayer(
+        "MobileNetV2 0.35/96 block_1 depthwise: 48 ch, 3x3 s2", (48, 48, 48), 24 * 24 * 48 * 9, "depthwise", 0, 3, 2
+    ),
+    SweepLayer("MobileNetV2 0.35/96 block_13 project: 192->56, 1x1, 3x3", (3, 3, 192), 3 * 3 * 56 * 192, "conv", 56, 1),
+    SweepLayer(
+        "stock MobileNetV2 1.0/224 block_1 expand: 16->96, 1x1, 112x112",
+        (112, 112, 16),
+        112 * 112 * 96 * 16,
+        "conv",
+        96,
+        1,
+    ),
+    SweepLayer(
+        "stock MobileNetV2 1.0/224 block_1 depthwise: 96 ch, 3x3 s2",
+        (112, 112, 96),
+        56 * 56 * 96 * 9,
+        "depthwise",
+        0,
+        3,
+        2,
+    ),
+    SweepLayer(
+        "stock MobileNetV2 1.0/224 block_13 project: 576->160, 1x1, 7x7", (7, 7, 576), 7 * 7 * 160 * 576, "conv", 160, 1
+    ),
     SweepLayer("wide conv: 128->128, 3x3, 28x28", (28, 28, 128), 28 * 28 * 128 * 1152, "conv", 128),
     SweepLayer("wide conv: 256->256, 1x1, 28x28", (28, 28, 256), 28 * 28 * 256 * 256, "conv", 256, 1),
 )
@@ -471,17 +503,19 @@ def sweep_layer(layer: SweepLayer, rounds: int) -> LikeForLike:
 
 
 def sweep_table(results: list[tuple[SweepLayer, LikeForLike]]) -> str:
-    """Markdown: per layer, float32 and int8 CPU-time p50, the speed-ups, the MACs per second."""
+    """Markdown: per layer, its sum depth, float32 and int8 CPU-time p50, the speed-ups, MACs per second."""
     lines = [
-        "| layer | MMAC | float32 µs | int8 µs | speed-up, wall | speed-up, CPU time | float32 GMAC/s | int8 GMAC/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| layer | MMAC | sum depth | float32 CPU µs | int8 CPU µs | speed-up, wall | speed-up, CPU time "
+        "| float32 GMAC/s | int8 GMAC/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for layer, like in results:
         float_us = LikeForLike._median(like.float_cpu_p50_us)
         int8_us = LikeForLike._median(like.int8_cpu_p50_us)
         lines.append(
-            f"| {layer.name} | {layer.macs / 1e6:.1f} | {float_us:.1f} | {int8_us:.1f} | {like.speedup:.2f}x | "
-            f"{like.cpu_speedup:.2f}x | {layer.macs / float_us / 1e3:.0f} | {layer.macs / int8_us / 1e3:.0f} |"
+            f"| {layer.name} | {layer.macs / 1e6:.1f} | {layer.depth} | {float_us:.1f} | {int8_us:.1f} | "
+            f"{like.speedup:.2f}x | {like.cpu_speedup:.2f}x | {layer.macs / float_us / 1e3:.0f} | "
+            f"{layer.macs / int8_us / 1e3:.0f} |"
         )
     return "\n".join(lines)
 

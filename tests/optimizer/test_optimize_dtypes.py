@@ -91,6 +91,24 @@ def test_without_data_an_integer_input_model_is_checked_on_generated_ids(optimiz
     assert check["passed"] and check["data"] == "synthetic", check
 
 
+def test_without_data_a_conversion_that_breaks_nonzero_ids_is_a_mismatch(optimize, token_model, tmp_path, monkeypatch):
+    """The generated ids must not all be 0: a converted model right for token 0 only is refused."""
+    import tensorflow as tf
+
+    from modeldeploy.optimize import pipeline
+
+    model = keras.models.load_model(token_model["model"])
+    embedding = next(layer for layer in model.layers if isinstance(layer, keras.layers.Embedding))
+    (table,) = embedding.get_weights()
+    table[1:] = np.random.default_rng(1).normal(0.0, 5.0, table[1:].shape)  # every token but 0 changed
+    embedding.set_weights([table])
+    wrong = bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    monkeypatch.setattr(pipeline, "quantize", lambda *args, **kwargs: wrong)
+    out = tmp_path / "out"
+    run = optimize("--source", token_model["model"], "--output", out, "--version", "1", "--quantization", "dynamic")
+    assert_failed(run, Failure.CONVERSION_MISMATCH, mentions=["synthetic"], out=out)
+
+
 def test_float_data_for_an_integer_input_model_is_refused(optimize, token_model, tmp_path):
     out = tmp_path / "out"
     run = optimize(

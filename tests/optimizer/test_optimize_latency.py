@@ -167,4 +167,8 @@ def test_the_layer_sweep_table_gives_the_cpu_time_ratio_and_throughput(monkeypat
     )
     row = benchmark.sweep_table([(layer, like)]).splitlines()[2]
     # CPU-time medians 290 and 100 µs; wall-time medians 310 and 120.
-    assert row == "| conv | 14.5 | 290.0 | 100.0 | 2.58x | 2.90x | 50 | 145 |"
+    assert row == "| conv | 14.5 | 288 | 290.0 | 100.0 | 2.58x | 2.90x | 50 | 145 |"
+    # The depth of each output's sum: input channels x kernel area; 1 channel for a depthwise kernel.
+    assert benchmark.SweepLayer("d", (48, 48, 48), 1, "depthwise", 0, 3, 2).depth == 9
+    assert benchmark.SweepLayer("p", (3, 3, 192), 1, "conv", 56, 1).depth == 192
+    assert benchmark.SweepLayer("f", (3136,), 1, "dense", 128).depth == 3136

@@ -109,9 +109,10 @@ def _synthetic(signature: ModelSignature, count: int) -> np.ndarray[Any, Any]:
     shape = (count, *(SYNTHETIC_UNKNOWN_DIM if d is None else d for d in signature.input_shape))
     rng, dtype = np.random.default_rng(0), np.dtype(signature.input_dtype)
     if dtype.kind in "biu":
-        # Integer inputs (token ids, pixel values) get 0s and 1s, mixed: a larger id could be past an
-        # Embedding's vocabulary (an error in TensorFlow), and random floats cast to integers are all
-        # 0, which would check the conversion on a single input repeated.
+        # Integer inputs get 0s and 1s, mixed: a larger token id could be past an Embedding's
+        # vocabulary (an error in TensorFlow; for uint8 images it means nearly black ones, still
+        # varied), and random floats cast to integers are all 0, which would check the conversion
+        # on a single input repeated.
         return rng.integers(0, 2, size=shape).astype(dtype)
     return rng.random(shape).astype(dtype)
 
