@@ -321,19 +321,25 @@ def like_for_like(float_content: bytes, int8_content: bytes, eval_path: Path, ro
     """Both models on the same interpreter settings, alternately, on the same examples."""
     import numpy as np
 
-    from modeldeploy.optimize.evaluate import TFLitePredictor, measure_latency
+    from modeldeploy.optimize.evaluate import TFLitePredictor
 
     with np.load(eval_path) as data:
         x = data["x"].astype("float32")
-    predictors = TFLitePredictor(float_content), TFLitePredictor(int8_content)
+    return alternate((TFLitePredictor(float_content), TFLitePredictor(int8_content)), (x, x), rounds)
+
+
+def alternate(predictors: tuple[Any, Any], inputs: tuple[Any, Any], rounds: int) -> LikeForLike:
+    """float32 (first) and int8 (second) timed per example, each on its own inputs, in wall and CPU time."""
+    from modeldeploy.optimize.evaluate import measure_latency
+
     wall: tuple[list[float], list[float]] = ([], [])
     cpu: tuple[list[float], list[float]] = ([], [])
     for index in range(rounds):
         # Alternate which goes first: a load change during a round does not always hit the same side.
         order = (0, 1) if index % 2 == 0 else (1, 0)
         for side in order:
-            wall[side].append(measure_latency(predictors[side], x).p50_ms * 1000)
-            cpu[side].append(cpu_p50_us(predictors[side], x))
+            wall[side].append(measure_latency(predictors[side], inputs[side]).p50_ms * 1000)
+            cpu[side].append(cpu_p50_us(predictors[side], inputs[side]))
     return LikeForLike(tuple(wall[0]), tuple(wall[1]), tuple(cpu[0]), tuple(cpu[1]))
 
 
@@ -371,11 +377,10 @@ def stock_speedups(work: Path, rounds: int) -> list[str]:
 
 @dataclass(frozen=True)
 class SweepLayer:
-    """One layer timed alone by `--layers`: what it is, the input it takes, its multiply-accumulates."""
+    """One layer timed alone by `--layers`: what it is and the input it takes ('same' padding)."""
 
     name: str
     input_shape: tuple[int, ...]
-    macs: int
     kind: str  # conv, depthwise or dense
     filters: int = 0
     kernel: int = 3
@@ -389,26 +394,32 @@ class SweepLayer:
         channels = 1 if self.kind == "depthwise" else self.input_shape[-1]
         return channels * self.kernel * self.kernel
 
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per example: output values x depth."""
+        if self.kind == "dense":
+            return self.depth * self.filters
+        height, width, channels = self.input_shape
+        per_pixel = channels if self.kind == "depthwise" else self.filters
+        return -(-height // self.strides) * -(-width // self.strides) * per_pixel * self.depth
+
 
 #: The 224 CNN's four convolutions and its first Dense; the reference MobileNetV2's (alpha 0.35 at
 #: 96x96) and the stock alpha 1.0 at 224x224's block_1 (1x1 expand, depthwise) and block_13 (1x1
 #: project); two wide convolutions for contrast. What sets int8's gain is the depth of each output's
 #: sum, input channels x kernel area (`SweepLayer.depth`).
 SWEEP_LAYERS = (
-    SweepLayer("224 CNN conv_1: 3->16, 3x3 stride 2, 224x224", (224, 224, 3), 112 * 112 * 16 * 27, "conv", 16, 3, 2),
-    SweepLayer("224 CNN conv_2: 16->32, 3x3, 56x56", (56, 56, 16), 56 * 56 * 32 * 144, "conv", 32),
-    SweepLayer("224 CNN conv_3: 32->64, 3x3, 28x28", (28, 28, 32), 28 * 28 * 64 * 288, "conv", 64),
-    SweepLayer("224 CNN conv_4: 64->64, 3x3, 14x14", (14, 14, 64), 14 * 14 * 64 * 576, "conv", 64),
-    SweepLayer("224 CNN dense_1: 3136->128", (3136,), 3136 * 128, "dense", 128),
-    SweepLayer("MobileNetV2 0.35/96 block_1 expand: 8->48, 1x1, 48x48", (48, 48, 8), 48 * 48 * 48 * 8, "conv", 48, 1),
-    SweepLayer(
-        "MobileNetV2 0.35/96 block_1 depthwise: 48 ch, 3x3 s2", (48, 48, 48), 24 * 24 * 48 * 9, "depthwise", 0, 3, 2
-    ),
-    SweepLayer("MobileNetV2 0.35/96 block_13 project: 192->56, 1x1, 3x3", (3, 3, 192), 3 * 3 * 56 * 192, "conv", 56, 1),
+    SweepLayer("224 CNN conv_1: 3->16, 3x3 stride 2, 224x224", (224, 224, 3), "conv", 16, 3, 2),
+    SweepLayer("224 CNN conv_2: 16->32, 3x3, 56x56", (56, 56, 16), "conv", 32),
+    SweepLayer("224 CNN conv_3: 32->64, 3x3, 28x28", (28, 28, 32), "conv", 64),
+    SweepLayer("224 CNN conv_4: 64->64, 3x3, 14x14", (14, 14, 64), "conv", 64),
+    SweepLayer("224 CNN dense_1: 3136->128", (3136,), "dense", 128),
+    SweepLayer("MobileNetV2 0.35/96 block_1 expand: 8->48, 1x1, 48x48", (48, 48, 8), "conv", 48, 1),
+    SweepLayer("MobileNetV2 0.35/96 block_1 depthwise: 48 ch, 3x3 s2", (48, 48, 48), "depthwise", 0, 3, 2),
+    SweepLayer("MobileNetV2 0.35/96 block_13 project: 192->56, 1x1, 3x3", (3, 3, 192), "conv", 56, 1),
     SweepLayer(
         "stock MobileNetV2 1.0/224 block_1 expand: 16->96, 1x1, 112x112",
         (112, 112, 16),
-        112 * 112 * 96 * 16,
         "conv",
         96,
         1,
@@ -416,29 +427,28 @@ SWEEP_LAYERS = (
     SweepLayer(
         "stock MobileNetV2 1.0/224 block_1 depthwise: 96 ch, 3x3 s2",
         (112, 112, 96),
-        56 * 56 * 96 * 9,
         "depthwise",
         0,
         3,
         2,
     ),
-    SweepLayer(
-        "stock MobileNetV2 1.0/224 block_13 project: 576->160, 1x1, 7x7", (7, 7, 576), 7 * 7 * 160 * 576, "conv", 160, 1
-    ),
-    SweepLayer("wide conv: 128->128, 3x3, 28x28", (28, 28, 128), 28 * 28 * 128 * 1152, "conv", 128),
-    SweepLayer("wide conv: 256->256, 1x1, 28x28", (28, 28, 256), 28 * 28 * 256 * 256, "conv", 256, 1),
+    SweepLayer("stock MobileNetV2 1.0/224 block_13 project: 576->160, 1x1, 7x7", (7, 7, 576), "conv", 160, 1),
+    SweepLayer("wide conv: 128->128, 3x3, 28x28", (28, 28, 128), "conv", 128),
+    SweepLayer("wide conv: 256->256, 1x1, 28x28", (28, 28, 256), "conv", 256, 1),
 )
 
 
-def sweep_models(layer: SweepLayer, examples: int = 40) -> tuple[bytes, bytes, Any]:
+def sweep_models(layer: SweepLayer, examples: int = 40) -> tuple[bytes, bytes, Any, Any]:
     """The layer (with its ReLU) as float32 TFLite and as int8 TFLite with int8 input and output.
 
     int8 at the edges leaves out the QUANTIZE/DEQUANTIZE a published model has (it keeps float32
-    requests), so the ratio is that of the layer's arithmetic alone. Returns both and the float inputs.
+    requests), so the ratio is that of the layer's arithmetic alone. Returns both models and their
+    inputs: random floats, and the same quantized with the int8 model's input scale and zero point.
     """
     import keras
     import numpy as np
     import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
 
     inputs = keras.Input(layer.input_shape)
     if layer.kind == "dense":
@@ -461,45 +471,17 @@ def sweep_models(layer: SweepLayer, examples: int = 40) -> tuple[bytes, bytes, A
         # The converter asks for input statistics it then takes from the representative dataset.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs", category=UserWarning)
         int8_content = bytes(converter.convert())
-    return float_content, int8_content, x
-
-
-def _invoke_p50s(interpreter: Any, inputs: Any) -> tuple[float, float]:
-    """p50 µs of one invoke per input, in wall time and in the thread's CPU time."""
-    import statistics
-
-    index = interpreter.get_input_details()[0]["index"]
-    wall, cpu = [], []
-    for example in inputs:
-        interpreter.set_tensor(index, example[None])
-        start_wall, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
-        interpreter.invoke()
-        cpu.append(time.thread_time_ns() - start_cpu)
-        wall.append(time.perf_counter_ns() - start_wall)
-    return statistics.median(wall) / 1000, statistics.median(cpu) / 1000
+    scale, zero_point = Interpreter(model_content=int8_content).get_input_details()[0]["quantization"]
+    x_int8 = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
+    return float_content, int8_content, x, x_int8
 
 
 def sweep_layer(layer: SweepLayer, rounds: int) -> LikeForLike:
-    """float32 against int8 for one layer alone, alternately like `like_for_like`, same interpreter."""
-    import numpy as np
+    """float32 against int8 for one layer alone, timed as `like_for_like` times whole models."""
+    from modeldeploy.optimize.evaluate import TFLitePredictor
 
-    from modeldeploy.optimize.evaluate import _interpreter
-
-    float_content, int8_content, x = sweep_models(layer)
-    interpreters = _interpreter(float_content), _interpreter(int8_content)
-    scale, zero_point = interpreters[1].get_input_details()[0]["quantization"]
-    inputs = x, np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
-    for interpreter, examples in zip(interpreters, inputs, strict=True):
-        interpreter.allocate_tensors()
-        _invoke_p50s(interpreter, examples[:5])  # warm-up: XNNPACK packs the weights on the first invoke
-    wall: tuple[list[float], list[float]] = ([], [])
-    cpu: tuple[list[float], list[float]] = ([], [])
-    for index in range(rounds):
-        for side in (0, 1) if index % 2 == 0 else (1, 0):
-            side_wall, side_cpu = _invoke_p50s(interpreters[side], inputs[side])
-            wall[side].append(side_wall)
-            cpu[side].append(side_cpu)
-    return LikeForLike(tuple(wall[0]), tuple(wall[1]), tuple(cpu[0]), tuple(cpu[1]))
+    float_content, int8_content, x, x_int8 = sweep_models(layer)
+    return alternate((TFLitePredictor(float_content), TFLitePredictor(int8_content)), (x, x_int8), rounds)
 
 
 def sweep_table(results: list[tuple[SweepLayer, LikeForLike]]) -> str:

@@ -138,15 +138,16 @@ def test_the_int8_goal_is_met_only_when_wall_and_cpu_time_both_reach_it(monkeypa
 def test_the_layer_sweep_times_the_int8_layer_alone_against_float32(monkeypatch) -> None:
     """`--layers` must time the layer's arithmetic: int8 in and out, no QUANTIZE/DEQUANTIZE at the
     edges (a published model keeps them for float32 requests), and the same layer in float32."""
-    from modeldeploy.optimize.evaluate import _interpreter
+    from ai_edge_litert.interpreter import Interpreter
 
     benchmark = load_benchmark(monkeypatch)
-    layer = benchmark.SweepLayer("tiny conv: 3->4, 3x3, 8x8", (8, 8, 3), 8 * 8 * 4 * 27, "conv", 4)
-    float_content, int8_content, x = benchmark.sweep_models(layer, examples=6)
-    assert x.shape == (6, 8, 8, 3)
+    layer = benchmark.SweepLayer("tiny conv: 3->4, 3x3, 8x8", (8, 8, 3), "conv", 4)
+    float_content, int8_content, x, x_int8 = benchmark.sweep_models(layer, examples=6)
+    assert x.shape == x_int8.shape == (6, 8, 8, 3) and x_int8.dtype == np.int8
+    assert len(np.unique(x_int8)) > 100, "the floats in [0, 1) spread over the int8 range, not a few steps"
     kinds = {}
     for name, content in (("float32", float_content), ("int8", int8_content)):
-        interpreter = _interpreter(content)
+        interpreter = Interpreter(model_content=content)
         interpreter.allocate_tensors()
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
         kinds[name] = (interpreter.get_input_details()[0]["dtype"], interpreter.get_output_details()[0]["dtype"], ops)
@@ -161,7 +162,7 @@ def test_the_layer_sweep_times_the_int8_layer_alone_against_float32(monkeypatch)
 
 def test_the_layer_sweep_table_gives_the_cpu_time_ratio_and_throughput(monkeypatch) -> None:
     benchmark = load_benchmark(monkeypatch)
-    layer = benchmark.SweepLayer("conv", (28, 28, 32), 14_450_688, "conv", 64)
+    layer = benchmark.SweepLayer("conv", (28, 28, 32), "conv", 64)
     like = benchmark.LikeForLike(
         (300.0, 330.0, 310.0), (100.0, 150.0, 120.0), (290.0, 300.0, 280.0), (100.0, 110.0, 90.0)
     )
@@ -169,6 +170,12 @@ def test_the_layer_sweep_table_gives_the_cpu_time_ratio_and_throughput(monkeypat
     # CPU-time medians 290 and 100 µs; wall-time medians 310 and 120.
     assert row == "| conv | 14.5 | 288 | 290.0 | 100.0 | 2.58x | 2.90x | 50 | 145 |"
     # The depth of each output's sum: input channels x kernel area; 1 channel for a depthwise kernel.
-    assert benchmark.SweepLayer("d", (48, 48, 48), 1, "depthwise", 0, 3, 2).depth == 9
-    assert benchmark.SweepLayer("p", (3, 3, 192), 1, "conv", 56, 1).depth == 192
-    assert benchmark.SweepLayer("f", (3136,), 1, "dense", 128).depth == 3136
+    # Multiply-accumulates: output values (a stride halves each side, 'same' padding) x depth.
+    depthwise = benchmark.SweepLayer("d", (48, 48, 48), "depthwise", 0, 3, 2)
+    assert (depthwise.depth, depthwise.macs) == (9, 24 * 24 * 48 * 9)
+    first = benchmark.SweepLayer("c", (224, 224, 3), "conv", 16, 3, 2)
+    assert (first.depth, first.macs) == (27, 112 * 112 * 16 * 27)
+    project = benchmark.SweepLayer("p", (3, 3, 192), "conv", 56, 1)
+    assert (project.depth, project.macs) == (192, 3 * 3 * 56 * 192)
+    dense = benchmark.SweepLayer("f", (3136,), "dense", 128)
+    assert (dense.depth, dense.macs) == (3136, 3136 * 128)
