@@ -459,7 +459,7 @@ class Optimization(ApiModel):
             "Post-training quantization to a TFLite model: none, dynamic (int8 weights), float16, "
             "or int8 (full integer, calibrated on the training or evaluation data). int8's speed-up "
             "over float32 TFLite depends on the CPU and on each layer: measured on an x86 CPU with "
-            "AVX512-VNNI, 2.5-5x on layers that sum over many inputs (input channels x kernel area), "
+            "AVX512-VNNI, 2.3-6x on layers that sum over many inputs (input channels x kernel area), "
             "none on shallow ones such as depthwise convolutions, 1.1-1.7x on MobileNet-like models "
             "as a whole; status.optimization gives the latency measured."
         ),
